@@ -1,0 +1,209 @@
+"""The Python API; the CLI is a thin layer over these functions.
+
+    from gan_zoo import api
+    result = api.train({"arch": "conv32", "steps": 200}, out="runs/demo")
+    G, meta = api.load_generator("runs/demo")
+    images = api.sample(G, 16, seed=0)           # (16, 3, 32, 32) in [-1, 1]
+    api.save_images(images, "grid.png")
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import checkpoint as ckpt
+from .assembly import build, build_components
+from .config import TrainConfig, make_config
+from .data import ImageArray, load_dataset
+from .errors import CheckpointError, UsageError
+from .images import atomic_save_image, grid, to_uint8
+from .interfaces import Generator
+from .options import validate_options
+from .plugins import get_registry, plugin_system
+from .rundir import RunDir, default_run_dir, resolve_checkpoint
+from .tomlio import read_toml
+from .trainer import Callbacks, Trainer
+
+__all__ = [
+    "TrainResult", "build", "build_components", "load_checkpoint", "load_generator",
+    "make_config", "prepare_training", "sample", "save_images", "train",
+]
+
+# Extension point for engine features that attach to the loop (evaluation, plots): each is
+# called with (trainer, callbacks) before training starts.
+CALLBACK_FACTORIES: list[Callable[[Trainer, Callbacks], None]] = []
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    step: int
+    total_steps: int
+    stopped: str | None
+    seconds: float
+    last: dict[str, float]
+    trainer: Trainer
+
+
+def prepare_training(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    callbacks: Callbacks | None = None,
+    data: ImageArray | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Trainer:
+    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory)."""
+    log = log or (lambda msg: None)
+    loaded: tuple[dict, dict] | None = None
+    if resume is not None:
+        run = RunDir(resume)
+        if not run.config_path.exists():
+            raise UsageError(f"--resume {str(resume)!r} is not a run directory (no config.toml)")
+        values = read_toml(run.config_path)
+        if steps is not None or epochs is not None:
+            values.pop("steps", None)
+            values.pop("epochs", None)
+            values.update({"steps": steps} if steps is not None else {"epochs": epochs})
+        cfg = make_config(values, f"config of run {str(resume)!r}")
+        try:
+            path, tensors, meta, problems = run.latest_valid()
+            for problem in problems:
+                log(f"warning: skipped damaged checkpoint: {problem}")
+            log(f"resuming from {path} (step {meta['step']})")
+            loaded = (tensors, meta)
+        except CheckpointError as exc:
+            if run.step_checkpoints():
+                raise
+            log(f"no checkpoint in {resume}: starting the run again from step 0 ({exc})")
+    else:
+        cfg = config if isinstance(config, TrainConfig) else make_config(dict(config or {}))
+        run = RunDir(out) if out is not None else RunDir(default_run_dir(cfg.arch))
+        if run.config_path.exists() and run.step_checkpoints():
+            raise UsageError(
+                f"output folder {str(run.path)!r} already holds a run; use --resume "
+                f"{str(run.path)!r} to continue it or choose another --out")
+    components = build_components(cfg)
+    if data is None:
+        data = load_dataset(cfg.data, components.arch.resolution)
+        if data.skipped:
+            log(f"skipped {data.skipped} unreadable file(s) in {data.source}")
+    run.create()
+    trainer = Trainer(cfg, components, data, run, callbacks)
+    if loaded is not None:
+        trainer.load_state(*loaded)
+    # The resolved config (with the total steps fixed) reruns the same training.
+    run.config_path.write_text(cfg.model_copy(update={"steps": trainer.total_steps,
+                                                      "epochs": None}).to_toml())
+    for factory in CALLBACK_FACTORIES:
+        factory(trainer, trainer.callbacks)
+    return trainer
+
+
+def train(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    progress: Callable[[int, int, dict[str, float], float], None] | None = None,
+    **kwargs: Any,
+) -> TrainResult:
+    """Train (or resume, with resume=RUN_DIR) and return where the run was written."""
+    trainer = prepare_training(config, **kwargs)
+    summary = trainer.train(progress)
+    return TrainResult(trainer.run.path if trainer.run else None, summary["step"],
+                       summary["total_steps"], summary["stopped"], summary["seconds"],
+                       summary["last"], trainer)
+
+
+def load_checkpoint(target: str | os.PathLike, which: str = "latest"
+                    ) -> tuple[dict[str, Tensor], dict[str, Any], Path]:
+    """Tensors and metadata of a checkpoint file or of a run directory's latest/best one."""
+    path = resolve_checkpoint(target, which)
+    tensors, meta = ckpt.load(path)
+    return tensors, meta, path
+
+
+def _arch_for(meta: dict[str, Any]):
+    arch = meta["arch"]
+    registry = get_registry()
+    if arch["name"] not in registry.names("arch"):
+        provider = arch.get("distribution") or arch.get("plugin") or "the providing plugin"
+        failed = plugin_system().infos.get(arch.get("plugin") or "")
+        why = f" (it is installed but failed to load: {failed.error})" if failed and failed.error \
+            else ""
+        raise CheckpointError(
+            f"this checkpoint needs architecture {arch['name']!r} from the package "
+            f"{provider!r} (version {arch.get('version')}), which is not available{why}. "
+            f"Install it with: pip install {provider}")
+    cls = registry.get("arch", arch["name"])
+    return cls(validate_options(cls.Options, arch["options"], arch["name"]))
+
+
+def load_generator(
+    target: str | os.PathLike, which: str = "latest", device: str | torch.device = "cpu",
+    ema: bool = True,
+) -> tuple[Generator, dict[str, Any]]:
+    """The generator of a checkpoint (its EMA weights when saved and ema=True), in eval mode."""
+    tensors, meta, path = load_checkpoint(target, which)
+    generator = _arch_for(meta).build_generator()
+    prefix = "G_ema" if ema and meta.get("has_ema") else "G"
+    try:
+        generator.load_state_dict(ckpt.split_prefix(tensors, prefix))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit {meta['arch']['name']}: {exc}") from None
+    meta["path"] = str(path)
+    return generator.to(device).eval(), meta
+
+
+@torch.no_grad()
+def sample(generator: Generator, n: int, seed: int = 0, batch_size: int = 64,
+           device: str | torch.device | None = None) -> Tensor:
+    """n images in [-1, 1] on the CPU, the same for the same seed."""
+    device = device or next(generator.parameters()).device
+    rng = torch.Generator().manual_seed(seed)
+    z = generator.sample_latent(n, generator=rng)
+    return torch.cat([generator(chunk.to(device)).float().cpu()
+                      for chunk in z.split(batch_size)]) if n else z.new_zeros(0)
+
+
+def save_images(images: Tensor, out: str | os.PathLike, nrow: int | None = None) -> Path:
+    """Save images by the form of `out`: `*.png` a grid, `*.npy` an (N, H, W, 3) uint8 array,
+    anything else a folder of numbered PNGs."""
+    out = Path(out)
+    arr = to_uint8(images)
+    if out.suffix.lower() == ".png":
+        return atomic_save_image(grid(arr, nrow), out)
+    if out.suffix.lower() == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, arr)
+        return out
+    if out.suffix:
+        raise UsageError(f"--out {str(out)!r}: use a .png (grid), .npy (array) or a folder name")
+    out.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    for i, img in enumerate(arr):
+        Image.fromarray(img).save(out / f"{i:06d}.png")
+    return out
+
+
+def describe_checkpoint_plugins(meta: dict[str, Any]) -> None:
+    """Warn when a checkpoint was written with a different version of its architecture plugin."""
+    entry = get_registry().entry("arch", meta["arch"]["name"])
+    saved = meta["arch"].get("version")
+    if saved and entry.version and saved != entry.version:
+        warnings.warn(f"checkpoint written with {entry.distribution} {saved}, "
+                      f"installed {entry.version}", stacklevel=2)
+
+

@@ -1,0 +1,140 @@
+"""Checkpoints: safetensors files with JSON metadata, written atomically and checksummed.
+
+Nothing here unpickles: tensors come from safetensors, everything else from JSON in the
+header. A checkpoint stores ``checksum`` (SHA-256 over tensor names and bytes) and is verified
+on load, so a truncated or damaged file is reported instead of loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import CheckpointError
+
+FORMAT = "gan-zoo-checkpoint/1"
+META_KEY = "gan_zoo"
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin"}
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(name.encode() + b"\0" + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write tensors + metadata so that `path` is either the old file or the complete new one."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = dict(meta, format=FORMAT, checksum=_checksum(tensors))
+    blob = st_save(tensors, metadata={META_KEY: json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{str(path)!r} looks like a pickled PyTorch file. gan-zoo never unpickles files "
+            "(unpickling can run arbitrary code). If you trust it, convert it once in Python: "
+            "`safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')`"
+        )
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the JSON metadata, read from the header without loading tensors."""
+    path = Path(path)
+    refuse_pickle(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{str(path)!r} is not a safetensors checkpoint (too short)")
+            n = int.from_bytes(head, "little")
+            if n > MAX_HEADER_BYTES or n > os.path.getsize(path) - 8:
+                raise CheckpointError(f"{str(path)!r} is damaged or truncated (bad header size)")
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
+    raw = (header.get("__metadata__") or {}).get(META_KEY) if isinstance(header, dict) else None
+    if not isinstance(raw, str):
+        raise CheckpointError(f"{str(path)!r} is a safetensors file but not a gan-zoo checkpoint")
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise CheckpointError(f"{str(path)!r} has damaged metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} has an unknown checkpoint format")
+    return meta
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata, after checking the file is complete and unmodified."""
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        tensors = st_load(path.read_bytes())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r} is damaged or truncated: {exc}") from None
+    if _checksum(tensors) != meta.get("checksum"):
+        raise CheckpointError(f"{str(path)!r} failed its checksum: the file is damaged")
+    return tensors, meta
+
+
+def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], list]:
+    """An optimizer state as flat tensors plus JSON-able param groups."""
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.{idx}.{key}"] = t
+    groups = json.loads(json.dumps(sd["param_groups"], default=list))
+    return tensors, groups
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})

@@ -1,0 +1,252 @@
+"""The `ganzoo` command: assemble components by name, train, sample, list and inspect."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from . import __version__, api
+from .config import load_config_file, merge_options
+from .errors import GanZooError
+from .interfaces import KIND_TITLES, KINDS
+from .options import describe_options, parse_assignments
+from .plugins import get_registry, plugin_system
+
+KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
+                **{v + "s": k for k, v in KIND_TITLES.items()}, "archs": "arch",
+                "schedules": "schedule", "sched": "schedule", "augments": "augment",
+                "augmentations": "augment", "losses": "loss"}
+
+
+class GanZooGroup(click.Group):
+    """Turns gan-zoo's user errors into one message and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GanZooError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=GanZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gan-zoo")
+def cli() -> None:
+    """gan-zoo: train, sample and evaluate GANs assembled from plugins by name."""
+
+
+# ---------------------------------------------------------------------------- train
+
+def _progress_printer(quiet: bool):
+    if quiet:
+        return None, None
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    prog = Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+        transient=False,
+    )
+    task = None
+
+    def update(step: int, total: int, stats: dict[str, float], elapsed: float) -> None:
+        nonlocal task
+        if task is None:
+            task = prog.add_task("train", total=total, completed=step - 1, rate="", losses="")
+        fields = {}
+        if "img_per_s" in stats:
+            fields["rate"] = f"{stats['img_per_s']:.0f} img/s"
+        fields["losses"] = f"D {stats['loss_d']:.3f}  G {stats['loss_g']:.3f}"
+        prog.update(task, completed=step, total=total, **fields)
+
+    return prog, update
+
+
+@cli.command()
+@click.option("--arch", help="Architecture name (`ganzoo list arch`).")
+@click.option("--data", type=click.Path(), help="Folder of images (default: built-in shapes).")
+@click.option("--steps", type=int, help="Total generator steps of the run.")
+@click.option("--epochs", type=float, help="Run length in passes over the data.")
+@click.option("--batch-size", type=int, help="Images per batch.")
+@click.option("--out", type=click.Path(), help="Run directory (default runs/ARCH-TIME).")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--config", "config_file", type=click.Path(), help="TOML config file.")
+@click.option("--resume", type=click.Path(), help="Continue the run in this directory.")
+@click.option("--checkpoint-every", type=int, help="Save a checkpoint every N steps.")
+@click.option("--sample-every", type=int, help="Save a sample grid every N steps.")
+@click.option("--loss", help="Loss name (`ganzoo list loss`).")
+@click.option("--sched", "schedules", multiple=True, help="Schedule name; repeatable.")
+@click.option("--augment", multiple=True, help="Augmentation name; repeatable.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Precision.")
+@click.option("--lr-g", type=float, help="Generator learning rate.")
+@click.option("--lr-d", type=float, help="Discriminator learning rate.")
+@click.option("--real-label", type=float, help="Target for real images (0.9 = label smoothing).")
+@click.option("--d-update", type=click.Choice(["joint", "separate", "alternating"]),
+              help="How D sees real and fake images.")
+@click.option("--ema-decay", type=float, help="Generator EMA decay (0 = off).")
+@click.option("-o", "--option", "option_items", multiple=True, metavar="COMPONENT.KEY=VALUE",
+              help="Component option, e.g. -o conv64.dropout=0.2; repeatable.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train(config_file: str | None, resume: str | None, option_items: tuple[str, ...],
+          quiet: bool, out: str | None, **flags: Any) -> None:
+    """Train a GAN. With no arguments: conv32 on the built-in shapes dataset."""
+    steps, epochs = flags.get("steps"), flags.get("epochs")
+    if resume:
+        others = [k for k, v in flags.items() if v not in (None, ()) and k not in
+                  ("steps", "epochs", "device")]
+        if others or config_file or option_items or out:
+            raise click.UsageError(
+                "--resume continues a run with its saved config; only --steps/--epochs/--device "
+                "may change (start a new run to change anything else)")
+    values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    for key, value in flags.items():
+        if value is None or value == ():
+            continue
+        values[key] = list(value) if isinstance(value, tuple) else value
+        if key in ("steps", "epochs"):
+            values.pop("epochs" if key == "steps" else "steps", None)
+    if option_items:
+        values["options"] = merge_options(values.get("options", {}), parse_assignments(option_items))
+    echo = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    prog, update = _progress_printer(quiet)
+    if resume:
+        trainer = api.prepare_training(resume=resume, steps=steps, epochs=epochs, log=echo)
+        if flags.get("device"):
+            raise click.UsageError("--device cannot change on resume yet")
+    else:
+        trainer = api.prepare_training(values, out=out, log=echo)
+    cfg = trainer.config
+    echo(f"run directory: {trainer.run.path}")
+    echo(f"{cfg.arch} on {trainer.data.source} ({len(trainer.data)} images, "
+         f"{trainer.data.resolution}px), {trainer.total_steps} steps of batch {cfg.batch_size}, "
+         f"loss {cfg.loss}, device {trainer.device.type}, {cfg.precision}")
+    if prog is not None:
+        with prog:
+            summary = trainer.train(update)
+    else:
+        summary = trainer.train(None)
+    if summary["stopped"]:
+        echo(f"stopped by {summary['stopped']} at step {summary['step']}; checkpoint saved. "
+             f"Continue with: ganzoo train --resume {trainer.run.path}")
+        sys.exit(130)
+    echo(f"done: {summary['step']} steps in {summary['seconds']:.0f}s; samples: "
+         f"{trainer.run.path / 'samples.png'}")
+
+
+# ---------------------------------------------------------------------------- sample
+
+@cli.command()
+@click.argument("target", type=click.Path())
+@click.option("-n", "--n", "n", type=click.IntRange(1, 1_000_000), default=64, show_default=True,
+              help="Number of images.")
+@click.option("--out", type=click.Path(), required=True,
+              help="x.png: a grid; x.npy: (N, H, W, 3) uint8 array; otherwise a folder of PNGs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Latent noise seed.")
+@click.option("--best", is_flag=True, help="Use the run's best checkpoint instead of the latest.")
+@click.option("--no-ema", is_flag=True, help="Use the raw generator weights, not the EMA.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
+           device: str) -> None:
+    """Generate images from a run directory or checkpoint file."""
+    from .trainer import resolve_device
+
+    dev = resolve_device(device)
+    generator, meta = api.load_generator(target, "best" if best else "latest", dev, not no_ema)
+    images = api.sample(generator, n, seed=seed)
+    path = api.save_images(images, out)
+    click.echo(f"wrote {n} images from {meta['path']} (step {meta['step']}) to {path}")
+
+
+# ---------------------------------------------------------------------------- list / show
+
+def _kind(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value not in KIND_ALIASES:
+        raise click.BadParameter(f"unknown kind {value!r}; kinds: {', '.join(KINDS)}")
+    return KIND_ALIASES[value]
+
+
+@cli.command("list")
+@click.argument("kind", required=False)
+@click.argument("pattern", required=False, default="*")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def list_cmd(kind: str | None, pattern: str, as_json: bool) -> None:
+    """List components: KIND is arch, loss, schedule, augment or metric; PATTERN a wildcard."""
+    if kind and kind not in KIND_ALIASES and pattern == "*":
+        kind, pattern = None, kind  # `ganzoo list 'conv*'`
+    entries = get_registry().entries(_kind(kind), pattern)
+    rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin,
+             "distribution": e.distribution, "version": e.version,
+             "description": e.cls.summary()} for e in entries]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("kind", "name", "plugin", "description", box=None)
+    for r in rows:
+        provider = r["plugin"] + (f" ({r['distribution']})" if r["distribution"] else "")
+        table.add_row(r["kind"], r["name"], provider, r["description"])
+    Console(width=160).print(table)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def show(name: str, as_json: bool) -> None:
+    """Show a component's options: type, default and description."""
+    registry = get_registry()
+    entry = registry.find_any(name)
+    if entry is None:
+        # Reuse the registry's did-you-mean over every kind.
+        import difflib
+
+        close = difflib.get_close_matches(name, registry.all_names(), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise click.UsageError(f"unknown component {name!r}.{hint}")
+    rows = describe_options(entry.cls.Options)
+    if as_json:
+        click.echo(json.dumps({"kind": entry.kind, "name": entry.name, "plugin": entry.plugin,
+                               "description": entry.cls.summary(), "options": rows},
+                              indent=2, default=str))
+        return
+    click.echo(f"{entry.name} ({KIND_TITLES[entry.kind]}, plugin {entry.plugin}): "
+               f"{entry.cls.summary()}")
+    if not rows:
+        click.echo("  no options")
+    for r in rows:
+        click.echo(f"  {entry.name}.{r['name']} ({r['type']}, default {r['default']!r}): "
+                   f"{r['description']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def plugins(as_json: bool) -> None:
+    """Installed plugins: distribution, version, hooks and components (and failures)."""
+    infos = [i.as_dict() for i in plugin_system().infos.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        where = f"{info['distribution']} {info['version']}" if info["distribution"] else "in-process"
+        click.echo(f"{info['name']}  [{info['status']}]  {where}  ({info['module']})")
+        if info["error"]:
+            click.echo(f"    error: {info['error']}")
+        if info["hooks"]:
+            click.echo(f"    hooks: {', '.join(sorted(set(info['hooks'])))}")
+        if info["components"]:
+            names = ", ".join(f"{c['name']} ({c['kind']})" for c in info["components"])
+            click.echo(f"    components: {names}")
+
+
+def main() -> None:
+    cli(prog_name="ganzoo")

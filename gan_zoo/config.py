@@ -1,0 +1,101 @@
+"""The training configuration: one pydantic model behind the CLI flags and TOML config files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from .errors import UsageError
+from .options import Options
+from .tomlio import dumps_toml, read_toml
+
+
+class TrainConfig(Options):
+    """Everything that defines a training run. `ganzoo train --config FILE` reads these keys."""
+
+    arch: str = Field("conv32", description="architecture name (see `ganzoo list arch`)")
+    data: str | None = Field(
+        None, description="folder of training images; omitted = the built-in shapes dataset")
+    steps: int | None = Field(
+        None, ge=1, description="total generator steps of the run (default 1500 unless epochs)")
+    epochs: float | None = Field(
+        None, gt=0, description="run length in passes over the data (alternative to steps)")
+    batch_size: int = Field(64, ge=1, le=65536, description="images per batch (real and fake)")
+    seed: int = Field(0, ge=0, description="seed for weights, noise and data order")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision (fp16 only on CUDA, with a gradient scaler)")
+    loss: str = Field("bce", description="loss name (see `ganzoo list loss`)")
+    schedules: list[str] = Field(
+        default_factory=list, description="schedule names, applied together (`--sched`)")
+    augment: list[str] = Field(
+        default_factory=list, description="augmentation names (`--augment`)")
+    lr_g: float = Field(2e-4, gt=0, le=1, description="generator Adam learning rate")
+    lr_d: float = Field(2e-4, gt=0, le=1, description="discriminator Adam learning rate")
+    beta1_g: float = Field(0.5, ge=0, lt=1, description="generator Adam beta1")
+    beta1_d: float = Field(0.5, ge=0, lt=1, description="discriminator Adam beta1")
+    beta2_g: float = Field(0.999, ge=0, lt=1, description="generator Adam beta2")
+    beta2_d: float = Field(0.999, ge=0, lt=1, description="discriminator Adam beta2")
+    real_label: float = Field(
+        1.0, gt=0, le=1, description="target for real images (one-sided label smoothing: 0.9)")
+    d_update: Literal["joint", "separate", "alternating"] = Field(
+        "joint",
+        description="joint: one D pass on a real+fake batch; separate: real and fake passes, one "
+        "update (classic DCGAN example); alternating: a real-only then a fake-only update",
+    )
+    ema_decay: float = Field(
+        0.999, ge=0, lt=1,
+        description="decay of the generator weights' moving average used for samples (0 = off)")
+    r1_gamma: float = Field(0.0, ge=0, description="weight of the R1 gradient penalty on real images")
+    r1_every: int = Field(1, ge=1, description="apply R1 every this many steps (lazy R1)")
+    log_every: int = Field(10, ge=1, description="write metrics every this many steps")
+    sample_every: int = Field(250, ge=1, description="save a sample grid every this many steps")
+    checkpoint_every: int = Field(500, ge=1, description="save a checkpoint every this many steps")
+    keep_checkpoints: int = Field(3, ge=1, description="how many step checkpoints to keep")
+    sample_grid: int = Field(64, ge=1, le=1024, description="images in each sample grid")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="component options: {component name: {key: value}}")
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainConfig:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give steps or epochs, not both")
+        return self
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.model_dump(mode="json"))
+
+
+def make_config(values: dict[str, Any], source: str = "configuration") -> TrainConfig:
+    """Validate config values, reporting each problem by key in one message."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "config"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key {loc!r}")
+            else:
+                problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+        raise UsageError(f"invalid {source}: " + "; ".join(problems)) from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Raw values of a config file; validated later together with command-line overrides."""
+    values = read_toml(path)
+    if "out" in values:
+        raise UsageError(
+            f"config file {str(path)!r} sets 'out'; the output folder is chosen on the command "
+            "line (--out) only, so a config file cannot make gan-zoo write elsewhere"
+        )
+    return values
+
+
+def merge_options(base: dict[str, dict], extra: dict[str, dict]) -> dict[str, dict]:
+    out = {k: dict(v) for k, v in base.items()}
+    for component, values in extra.items():
+        out.setdefault(component, {}).update(values)
+    return out

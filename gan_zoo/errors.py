@@ -1,0 +1,49 @@
+"""User-facing errors: each carries one clear message and the CLI's exit code."""
+
+from __future__ import annotations
+
+
+class GanZooError(Exception):
+    """An error caused by user input or environment, shown without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(GanZooError):
+    """Bad names or options on the command line or in a config file."""
+
+    exit_code = 2
+
+
+class UnknownComponentError(UsageError):
+    """A component name that no installed plugin registers."""
+
+    def __init__(self, kind: str, name: str, known: list[str], suggestions: list[str]):
+        self.kind, self.name, self.known, self.suggestions = kind, name, known, suggestions
+        msg = f"unknown {kind} {name!r}."
+        if suggestions:
+            msg += " Did you mean: " + ", ".join(suggestions) + "?"
+        elif known:
+            msg += " Available: " + ", ".join(sorted(known)) + "."
+        else:
+            msg += f" No {kind} is registered (is a plugin failing? run `ganzoo plugins`)."
+        super().__init__(msg)
+
+
+class DuplicateComponentError(GanZooError):
+    """Two plugins registered the same component name."""
+
+    def __init__(self, kind: str, name: str, first: str, second: str):
+        super().__init__(
+            f"{kind} name {name!r} is registered twice: by plugin {first!r} and by plugin "
+            f"{second!r}. Component names are global; uninstall one of the plugins or restrict "
+            "loading with GANZOO_PLUGINS."
+        )
+
+
+class DataError(GanZooError):
+    """A dataset that cannot be used."""
+
+
+class CheckpointError(GanZooError):
+    """A checkpoint that cannot be loaded safely."""

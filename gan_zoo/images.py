@@ -1,0 +1,56 @@
+"""Image tensors to uint8 arrays, grids and PNG files."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, rounding to nearest."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def from_uint8(batch: Tensor) -> Tensor:
+    """(N, H, W, C) uint8 -> (N, C, H, W) float32 in [-1, 1]."""
+    return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile (N, H, W, C) uint8 images into one picture, nrow images per row."""
+    n, h, w, c = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    canvas = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[y : y + h, x : x + w] = images[i]
+    return Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas)
+
+
+def atomic_save_image(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PNG so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
+    return atomic_save_image(grid(to_uint8(images), nrow), path)

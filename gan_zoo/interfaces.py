@@ -1,0 +1,211 @@
+"""The component interfaces every plugin implements.
+
+Five kinds of component exist: architectures (a generator/discriminator pair), losses,
+schedules, augmentations and metrics. Each is a class with a global ``name``, an ``Options``
+pydantic model (extra fields forbidden, every field described) and is built from validated
+options. See docs/plugins.md for the full contracts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .options import NoOptions, Options
+
+KINDS: tuple[str, ...] = ("arch", "loss", "schedule", "augment", "metric")
+KIND_TITLES = {
+    "arch": "architecture",
+    "loss": "loss",
+    "schedule": "schedule",
+    "augment": "augmentation",
+    "metric": "metric",
+}
+
+
+class Component:
+    """Base of all components: a registered name, an options model, validated options."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = NoOptions
+
+    def __init__(self, options: Options | None = None):
+        if options is None:
+            options = self.Options()
+        elif not isinstance(options, self.Options):
+            raise TypeError(f"{self.name}: expected {self.Options.__name__}, got {options!r}")
+        self.options = options
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the class docstring, shown by `ganzoo list`."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+class Generator(nn.Module, ABC):
+    """Maps latent vectors (N, latent_dim) to images (N, channels, resolution, resolution) in [-1, 1]."""
+
+    latent_dim: int
+    resolution: int
+    channels: int
+
+    @abstractmethod
+    def forward(self, z: Tensor) -> Tensor: ...
+
+    def sample_latent(
+        self, n: int, *, generator: torch.Generator | None = None, device: Any = None
+    ) -> Tensor:
+        """Standard normal latents; override for other priors."""
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+
+class Discriminator(nn.Module, ABC):
+    """Maps images (N, channels, resolution, resolution) in [-1, 1] to one logit each, shape (N,)."""
+
+    resolution: int
+    channels: int
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
+class Architecture(Component):
+    """A generator/discriminator pair at one resolution."""
+
+    kind: ClassVar[str] = "arch"
+
+    @property
+    @abstractmethod
+    def resolution(self) -> int: ...
+
+    @property
+    def channels(self) -> int:
+        return 3
+
+    @abstractmethod
+    def build_generator(self) -> Generator: ...
+
+    @abstractmethod
+    def build_discriminator(self) -> Discriminator: ...
+
+
+# --------------------------------------------------------------------------- losses
+
+
+class Loss(Component):
+    """An adversarial objective on discriminator logits, as a real term plus a fake term.
+
+    ``real_target`` is the label for real images (1.0, or e.g. 0.9 with one-sided label
+    smoothing); losses for which labels mean nothing (hinge, wgan) may ignore it. Each term is
+    a mean over its batch so a real-only or fake-only update is well defined.
+    """
+
+    kind: ClassVar[str] = "loss"
+
+    @abstractmethod
+    def real_loss(self, real_logits: Tensor, real_target: float = 1.0) -> Tensor:
+        """D's loss on real images (scalar)."""
+
+    @abstractmethod
+    def fake_loss(self, fake_logits: Tensor) -> Tensor:
+        """D's loss on generated images (scalar)."""
+
+    @abstractmethod
+    def generator_loss(self, fake_logits: Tensor) -> Tensor:
+        """G's loss given D's logits on generated images (scalar)."""
+
+    def discriminator_loss(
+        self, real_logits: Tensor, fake_logits: Tensor, real_target: float = 1.0
+    ) -> Tensor:
+        return self.real_loss(real_logits, real_target) + self.fake_loss(fake_logits)
+
+    def penalty(self, discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor | None:
+        """An extra discriminator term (for example a gradient penalty); None when there is none."""
+        return None
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@dataclass
+class TrainState:
+    """What a schedule can read: progress and the latest step statistics."""
+
+    step: int
+    total_steps: int
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done, in [0, 1]."""
+        return min(1.0, self.step / max(1, self.total_steps))
+
+
+class Schedule(Component):
+    """Sets training knobs every step from the training state.
+
+    ``knobs`` names the knobs this schedule drives (see gan_zoo.knobs.KNOBS); two schedules
+    driving the same knob is an error at start. ``state_dict`` must be JSON-serializable: it is
+    saved in checkpoints so a resumed run continues bit for bit.
+    """
+
+    kind: ClassVar[str] = "schedule"
+    knobs: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def values(self, state: TrainState) -> dict[str, float]:
+        """The knob values for the step about to run."""
+
+    def observe(self, state: TrainState, stats: dict[str, float]) -> None:  # noqa: B027
+        """Called after each step with its statistics (loss_d, loss_g, d_real, d_fake, ...)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027
+        """Restore what state_dict returned."""
+
+
+# --------------------------------------------------------------------------- augmentations
+
+
+class Augmentation(Component):
+    """Transforms a batch of images in [-1, 1], keeping shape and range.
+
+    ``applies_to`` is "real" (only real images, as classic augmentation does) or "both"
+    (real and fake, which must then be differentiable so gradients reach the generator).
+    ``p`` is the probability knob (``augment_p``) for schedules that adapt it.
+    """
+
+    kind: ClassVar[str] = "augment"
+    applies_to: ClassVar[Literal["real", "both"]] = "real"
+
+    @abstractmethod
+    def __call__(self, images: Tensor, p: float = 1.0) -> Tensor: ...
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class Metric(Component):
+    """A quality number for a generator against real images.
+
+    ``evaluate`` returns a dict whose key ``name`` is the headline value; other keys are extras
+    (for example the number of samples used). ``higher_is_better`` tells early stopping which way
+    improvement goes.
+    """
+
+    kind: ClassVar[str] = "metric"
+    higher_is_better: ClassVar[bool] = False
+
+    @abstractmethod
+    def evaluate(self, context: Any) -> dict[str, float]: ...

@@ -1,0 +1,450 @@
+"""The training loop: one readable file from batch to checkpoint.
+
+Per generator step (defaults): draw z, compute the fake batch once; update D on a joint
+real+fake batch with the fake detached; update G through D with D's parameters frozen (so no
+gradient ever accumulates in D's weights); update the EMA copy of G. Schedules set the knobs
+(instance noise, D updates per step, learning-rate factors, augmentation probability) before
+each step and see its statistics after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from . import checkpoint as ckpt
+from .assembly import Components
+from .config import TrainConfig
+from .data import EpochSampler, ImageArray, gather
+from .errors import CheckpointError, GanZooError, UsageError
+from .images import from_uint8, save_grid
+from .interfaces import TrainState
+from .knobs import default_knobs
+from .plugins import get_registry, plugin_versions
+from .rundir import RunDir
+
+DEFAULT_STEPS = 1500
+
+
+class NonFiniteError(GanZooError):
+    """A loss or weight became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def total_steps(config: TrainConfig, n_images: int) -> int:
+    if config.steps is not None:
+        return config.steps
+    if config.epochs is not None:
+        return max(1, math.ceil(config.epochs * (n_images // config.batch_size)))
+    return DEFAULT_STEPS
+
+
+@dataclass
+class Callbacks:
+    """Hooks for code around the loop (evaluation, plots, progress display)."""
+
+    on_step: list[Callable[[Trainer, dict[str, float]], None]] = field(default_factory=list)
+    on_sample: list[Callable[[Trainer, Any], None]] = field(default_factory=list)
+    on_checkpoint: list[Callable[[Trainer, Any], None]] = field(default_factory=list)
+    on_end: list[Callable[[Trainer], None]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        components: Components,
+        data: ImageArray,
+        run: RunDir | None = None,
+        callbacks: Callbacks | None = None,
+    ):
+        self.config, self.c, self.data, self.run = config, components, data, run
+        self.callbacks = callbacks or Callbacks()
+        self.device = resolve_device(config.device)
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise UsageError("--precision fp16 needs CUDA; use bf16 on CPU")
+        arch = components.arch
+        if data.resolution != arch.resolution:
+            raise UsageError(
+                f"data is {data.resolution}px but {arch.name} needs {arch.resolution}px")
+        self.total_steps = total_steps(config, len(data))
+        self.step = 0
+        self.stop_reason: str | None = None
+
+        torch.manual_seed(config.seed)
+        self.G = arch.build_generator().to(self.device)
+        self.D = arch.build_discriminator().to(self.device)
+        self.G_ema = self._make_ema() if config.ema_decay > 0 else None
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g,
+                                      betas=(config.beta1_g, config.beta2_g))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d,
+                                      betas=(config.beta1_d, config.beta2_d))
+        self.sampler = EpochSampler(len(data), config.batch_size, config.seed)
+        # Fixed noise for sample grids, from its own generator so it never shifts other draws.
+        noise_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.fixed_z = self.G.sample_latent(config.sample_grid, generator=noise_rng)
+        self.knobs = default_knobs()
+        self.last_stats: dict[str, float] = {}
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
+            config.precision]
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
+        # Batch norm in D normalizes with batch statistics: after a D update on joint real+fake
+        # batches, a fake-only batch in the G step would be normalized differently and D's
+        # verdict would not be the one it was trained to give. Then the G step feeds the
+        # joint batch too and uses the fake half.
+        self.g_step_joint = config.d_update == "joint" and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ pieces
+    def _make_ema(self) -> nn.Module:
+        ema = copy.deepcopy(self.G).eval()
+        ema.requires_grad_(False)
+        return ema
+
+    def sampling_generator(self) -> nn.Module:
+        """The weights used for samples and evaluation: the EMA copy when on."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def real_batch(self, n: int | None = None) -> Tensor:
+        idx = self.sampler.next_indices()
+        x = from_uint8(gather(self.data.images, idx).to(self.device, non_blocking=True))
+        p = self.knobs["augment_p"]
+        for aug in self.c.augments:
+            x = aug(x, p)
+        return x[:n] if n else x
+
+    def _d_input(self, x: Tensor, which: str, augment_fake: bool) -> Tensor:
+        """What D sees: 'both'-kind augmentation on fakes, then instance noise."""
+        if augment_fake:
+            p = self.knobs["augment_p"]
+            for aug in self.c.augments:
+                if aug.applies_to == "both":
+                    x = aug(x, p)
+        std = self.knobs[f"noise_std_{which}"]
+        if std > 0:
+            x = x + std * torch.randn_like(x)
+        return x
+
+    def _set_lrs(self) -> None:
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.config.lr_g * self.knobs["lr_g_scale"]
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.config.lr_d * self.knobs["lr_d_scale"]
+
+    def _check_finite(self, **values: Tensor) -> None:
+        for name, value in values.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteError(
+                    f"{name} became {value.item() if value.numel() == 1 else 'non-finite'} at "
+                    f"step {self.step + 1}; training stopped (try a lower learning rate, "
+                    "--loss hinge, r1_gamma or spectral norm)")
+
+    # ------------------------------------------------------------------ one step
+    def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        loss_fn, cfg, D = self.c.loss, self.config, self.D
+        real_in = self._d_input(real, "real", augment_fake=False)
+        fake_in = self._d_input(fake, "fake", augment_fake=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        if cfg.d_update == "alternating":
+            # Keras-style: a real-only update, then a fake-only update (face seed's model 2).
+            with self._autocast():
+                real_logits = D(real_in).float()
+                loss_r = loss_fn.real_loss(real_logits, cfg.real_label)
+            self.scaler.scale(loss_r).backward()
+            self.scaler.step(self.opt_d)
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                fake_logits = D(fake_in).float()
+                loss_f = loss_fn.fake_loss(fake_logits)
+            self.scaler.scale(loss_f).backward()
+            self.scaler.step(self.opt_d)
+            self.scaler.update()
+            loss = loss_r.detach() + loss_f.detach()
+            self._check_finite(loss_d=loss)
+            return {"loss_d": loss, "real_logits": real_logits.detach(),
+                    "fake_logits": fake_logits.detach()}
+        with self._autocast():
+            if cfg.d_update == "joint":
+                logits = D(torch.cat([real_in, fake_in])).float()
+                real_logits, fake_logits = logits[: len(real_in)], logits[len(real_in):]
+            else:  # separate passes, one update (classic DCGAN example)
+                real_logits, fake_logits = D(real_in).float(), D(fake_in).float()
+            loss = loss_fn.discriminator_loss(real_logits, fake_logits, cfg.real_label)
+            penalty = loss_fn.penalty(D, real_in, fake_in)
+            if penalty is not None:
+                loss = loss + penalty
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            loss = loss + self._r1(real_in) * cfg.r1_every
+        self._check_finite(loss_d=loss.detach())
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_d)
+        self.scaler.update()
+        return {"loss_d": loss.detach(), "real_logits": real_logits.detach(),
+                "fake_logits": fake_logits.detach()}
+
+    def _r1(self, real: Tensor) -> Tensor:
+        """R1 (Mescheder et al. 2018): gamma/2 * E ||grad_x D(x)||^2 on real images."""
+        x = real.detach().requires_grad_(True)
+        with self._autocast():
+            out = self.D(x).float()
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return self.config.r1_gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
+
+    def train_step(self) -> dict[str, float]:
+        cfg, G, D = self.config, self.G, self.D
+        state = TrainState(self.step, self.total_steps, dict(self.last_stats))
+        self.knobs = default_knobs()
+        for schedule in self.c.schedules:
+            self.knobs.update({k: float(v) for k, v in schedule.values(state).items()})
+        self._set_lrs()
+        d_steps = max(1, int(round(self.knobs["d_steps"])))
+        frac = min(1.0, max(self.knobs["d_batch_fraction"], 1.0 / cfg.batch_size))
+        n_d = max(1, int(round(cfg.batch_size * frac)))
+
+        real = self.real_batch()
+        z = G.sample_latent(cfg.batch_size, device=self.device)
+        with self._autocast():
+            fake = G(z)  # computed once; reused (detached) by D and (attached) by G
+        for k in range(d_steps):
+            if k == 0:
+                d_real, d_fake = real[:n_d], fake.detach()[:n_d]
+            else:
+                d_real = self.real_batch(n_d)
+                with torch.no_grad(), self._autocast():
+                    d_fake = G(G.sample_latent(n_d, device=self.device))
+            out = self.d_update(d_real, d_fake)
+
+        # Generator update: D frozen so its weights get no gradient, D's outputs still do.
+        D.requires_grad_(False)
+        try:
+            with self._autocast():
+                fake_in = self._d_input(fake, "fake", augment_fake=True)
+                if self.g_step_joint:
+                    real_in = self._d_input(real, "real", augment_fake=False)
+                    g_logits = D(torch.cat([real_in, fake_in])).float()[len(real_in):]
+                else:
+                    g_logits = D(fake_in).float()
+                loss_g = self.c.loss.generator_loss(g_logits)
+            self._check_finite(loss_g=loss_g.detach())
+            self.opt_g.zero_grad(set_to_none=True)
+            self.scaler.scale(loss_g).backward()
+            self.scaler.step(self.opt_g)
+            self.scaler.update()
+        finally:
+            D.requires_grad_(True)
+        self._update_ema()
+
+        real_logits, fake_logits = out["real_logits"], out["fake_logits"]
+        acc = ((real_logits > 0).float().sum() + (fake_logits < 0).float().sum()) / (
+            len(real_logits) + len(fake_logits))
+        stats = {
+            "loss_d": out["loss_d"].item(),
+            "loss_g": loss_g.item(),
+            "d_real": torch.sigmoid(real_logits).mean().item(),
+            "d_fake": torch.sigmoid(fake_logits).mean().item(),
+            "d_acc": acc.item(),
+            "d_steps": float(d_steps),
+        }
+        self.step += 1
+        for schedule in self.c.schedules:
+            schedule.observe(TrainState(self.step, self.total_steps, stats), stats)
+        self.last_stats = stats
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        # Warm-up: average over the steps so far until the nominal horizon is reached, so early
+        # random weights do not linger in short runs.
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            p_ema.lerp_(p.detach(), 1 - decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ samples and checkpoints
+    @torch.no_grad()
+    def sample_fixed(self) -> Tensor:
+        g = self.sampling_generator()
+        was_training = g.training
+        g.eval()
+        try:
+            out = torch.cat([g(z.to(self.device)) for z in self.fixed_z.split(64)]).float()
+        finally:
+            g.train(was_training)
+        return out
+
+    def save_samples(self) -> None:
+        if self.run is None:
+            return
+        images = self.sample_fixed()
+        path = save_grid(images, self.run.samples_dir / f"step-{self.step:07d}.png")
+        save_grid(images, self.run.path / "samples.png")
+        for cb in self.callbacks.on_sample:
+            cb(self, path)
+
+    def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors: dict[str, Tensor] = {}
+        for prefix, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            if module is not None:
+                for k, v in module.state_dict().items():
+                    tensors[f"{prefix}.{k}"] = v
+        og, groups_g = ckpt.flatten_optimizer(self.opt_g, "opt_g")
+        od, groups_d = ckpt.flatten_optimizer(self.opt_d, "opt_d")
+        tensors.update(og)
+        tensors.update(od)
+        sampler = self.sampler.state_dict()
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.sampler"] = sampler.pop("rng")
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors["fixed_z"] = self.fixed_z
+        entry = get_registry().entry("arch", self.c.arch.name)
+        meta = {
+            "gan_zoo_version": __version__,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "config": self.config.model_dump(mode="json"),
+            "arch": {
+                "name": self.c.arch.name,
+                "options": self.c.arch.options.model_dump(mode="json"),
+                "plugin": entry.plugin,
+                "distribution": entry.distribution,
+                "version": entry.version,
+                "resolution": self.c.arch.resolution,
+            },
+            "plugins": plugin_versions(),
+            "has_ema": self.G_ema is not None,
+            "sampler": sampler,
+            "opt_g_groups": groups_g,
+            "opt_d_groups": groups_d,
+            "schedules": {s.name: s.state_dict() for s in self.c.schedules},
+            "last_stats": self.last_stats,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "created": time.time(),
+        }
+        return tensors, meta
+
+    def save_checkpoint(self) -> None:
+        if self.run is None:
+            return
+        tensors, meta = self.state_tensors()
+        for name, t in tensors.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise NonFiniteError(f"{name} is not finite at step {self.step}; "
+                                     "checkpoint not written")
+        path = ckpt.save(self.run.step_checkpoint(self.step), tensors, meta)
+        self.run.prune(self.config.keep_checkpoints)
+        for cb in self.callbacks.on_checkpoint:
+            cb(self, path)
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        arch = meta["arch"]
+        if arch["name"] != self.c.arch.name or arch["options"] != self.c.arch.options.model_dump(
+                mode="json"):
+            raise CheckpointError(
+                f"checkpoint is for {arch['name']} with different options; cannot resume "
+                f"{self.c.arch.name} from it")
+        try:
+            self.G.load_state_dict(ckpt.split_prefix(tensors, "G"))
+            self.D.load_state_dict(ckpt.split_prefix(tensors, "D"))
+            if self.G_ema is not None and meta.get("has_ema"):
+                self.G_ema.load_state_dict(ckpt.split_prefix(tensors, "G_ema"))
+            ckpt.restore_optimizer(self.opt_g, ckpt.split_prefix(tensors, "opt_g"),
+                                   meta["opt_g_groups"])
+            ckpt.restore_optimizer(self.opt_d, ckpt.split_prefix(tensors, "opt_d"),
+                                   meta["opt_d_groups"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint does not match this model: {exc}") from None
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.sampler.load_state_dict({**meta["sampler"], "rng": tensors["rng.sampler"]})
+        self.fixed_z = tensors["fixed_z"]
+        for s in self.c.schedules:
+            if s.name in meta.get("schedules", {}):
+                s.load_state_dict(meta["schedules"][s.name])
+        if meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
+        self.last_stats = meta.get("last_stats", {})
+        self.step = int(meta["step"])
+
+    # ------------------------------------------------------------------ the loop
+    def _install_signal_handlers(self) -> list:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+
+        def handler(signum, frame):  # finish the step, save, exit cleanly
+            self._stop_signal = signum
+
+        previous = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous.append((sig, signal.signal(sig, handler)))
+        return previous
+
+    def train(self, progress: Callable[[int, int, dict[str, float], float], None] | None = None
+              ) -> dict[str, Any]:
+        cfg, run = self.config, self.run
+        previous = self._install_signal_handlers()
+        started, t_last, imgs = time.perf_counter(), time.perf_counter(), 0
+        try:
+            self.G.train()
+            self.D.train()
+            while self.step < self.total_steps and self.stop_reason is None:
+                stats = self.train_step()
+                imgs += cfg.batch_size
+                now = time.perf_counter()
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    stats["img_per_s"] = imgs / max(now - t_last, 1e-9)
+                    t_last, imgs = now, 0
+                    if run is not None:
+                        run.log({"step": self.step, "epoch": self.sampler.epoch, **stats,
+                                 **{f"knob.{k}": v for k, v in self.knobs.items()},
+                                 "time": round(now - started, 3)})
+                for cb in self.callbacks.on_step:
+                    cb(self, stats)
+                if progress is not None:
+                    progress(self.step, self.total_steps, stats, now - started)
+                if self.step % cfg.sample_every == 0:
+                    self.save_samples()
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if self._stop_signal is not None:
+                    self.stop_reason = signal.Signals(self._stop_signal).name
+            if run is not None and self.step > 0:
+                if self.step % cfg.sample_every:
+                    self.save_samples()
+                if self.step % cfg.checkpoint_every:
+                    self.save_checkpoint()
+            for cb in self.callbacks.on_end:
+                cb(self)
+        finally:
+            for sig, old in previous:
+                signal.signal(sig, old)
+        return {"step": self.step, "total_steps": self.total_steps, "stopped": self.stop_reason,
+                "seconds": time.perf_counter() - started, "last": self.last_stats}

@@ -1,0 +1,207 @@
+"""The DCGAN family: conv32, conv64, conv128.
+
+Defaults follow DCGAN (Radford et al. 2016): transposed 4x4 convolutions with batch norm in G,
+strided 4x4 convolutions with LeakyReLU in D, N(0, 0.02) init. Options reproduce the seeds:
+
+* face seed (32/64): ``g_block=transpose g_kernel=5 d_kernel=5 dropout=0.2``
+* aircraft seed (128): ``latent_dim=64 g_block=upsample g_start=8 width=32 d_kernel=3
+  d_end=8 d_extra_convs=1 g_norm=none`` -- dense 512x8x8, upsample+conv blocks halving
+  filters down to 32, a 3-channel conv and tanh; D with 5 convs 32->512 filters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+import gan_zoo
+from gan_zoo.interfaces import Architecture, Discriminator, Generator
+from gan_zoo.options import Options
+
+
+class ConvOptions(Options):
+    latent_dim: int = Field(128, ge=1, le=4096, description="size of the latent vector z")
+    width: int = Field(
+        64, ge=4, le=1024,
+        description="channel multiplier: G's last feature map and D's first conv have this many "
+        "channels; each scale doubles it (capped at max_channels)",
+    )
+    max_channels: int = Field(512, ge=8, le=4096, description="cap on channels of any layer")
+    g_block: Literal["transpose", "upsample"] = Field(
+        "transpose", description="G upsampling: strided transposed conv (DCGAN, face seed) or "
+        "nearest upsample + conv (aircraft seed; avoids checkerboard artifacts)",
+    )
+    g_start: int = Field(4, ge=2, description="side of G's first feature map after the dense layer")
+    g_kernel: int = Field(4, ge=3, le=7, description="kernel size of G's transposed convs (4 or 5)")
+    g_norm: Literal["batch", "none"] = Field("batch", description="normalization in G blocks")
+    g_activation: Literal["relu", "leaky_relu"] = Field(
+        "relu", description="activation in G blocks")
+    d_kernel: int = Field(4, ge=3, le=7, description="kernel size of D's strided convs")
+    d_norm: Literal["batch", "none", "spectral"] = Field(
+        "batch", description="normalization of D's conv layers (spectral = spectral norm on "
+        "every D layer, no batch norm)",
+    )
+    d_end: int = Field(4, ge=1, description="side of D's last feature map before the dense logit")
+    d_extra_convs: int = Field(
+        0, ge=0, le=4, description="stride-1 convs after the strided ones (aircraft seed: 1)")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout after each D conv block (face seed model 6: 0.2)")
+    init: Literal["dcgan", "default"] = Field(
+        "dcgan", description="weight init: N(0, 0.02) as DCGAN, or PyTorch's default")
+
+
+def _check_pow2(side: int, res: int, what: str) -> None:
+    if side >= res or res % side or not math.log2(res // side).is_integer():
+        raise ValueError(f"{what} must be {res} divided by a power of two, got {side}")
+
+
+def _activation(kind: str) -> nn.Module:
+    return nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.2, inplace=True)
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class ConvGenerator(Generator):
+    """Dense layer to a g_start x g_start map, then upsampling blocks to the resolution."""
+
+    def __init__(self, o: ConvOptions, resolution: int):
+        super().__init__()
+        self.latent_dim, self.resolution, self.channels = o.latent_dim, resolution, 3
+        n_up = int(math.log2(resolution // o.g_start))
+        # Channels per scale, from the first map down to full resolution; the upsample variant
+        # keeps `width` channels at full resolution and adds a 3-channel conv, the transposed
+        # variant's last block produces the 3 channels itself (as DCGAN).
+        top = n_up if o.g_block == "upsample" else n_up - 1
+        chans = [min(o.width * 2 ** (top - i), o.max_channels) for i in range(top + 1)]
+        self.start = (chans[0], o.g_start)
+        norm = o.g_norm == "batch"
+        self.dense = nn.Linear(o.latent_dim, chans[0] * o.g_start**2, bias=not norm)
+        self.dense_norm = nn.BatchNorm1d(chans[0] * o.g_start**2) if norm else nn.Identity()
+        self.dense_act = _activation(o.g_activation)
+        layers: list[nn.Module] = []
+        pad = (o.g_kernel - 1) // 2
+        for i in range(n_up):
+            c_in = chans[i]
+            last = o.g_block == "transpose" and i == n_up - 1
+            c_out = 3 if last else chans[i + 1]
+            if o.g_block == "transpose":
+                # Output side = 2 * input side for kernel 4 (pad 1) and kernel 5 (pad 2, out_pad 1).
+                layers.append(nn.ConvTranspose2d(
+                    c_in, c_out, o.g_kernel, 2, pad, output_padding=o.g_kernel % 2,
+                    bias=last or not norm))
+            else:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"),
+                           nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not norm)]
+            if not last:
+                if norm:
+                    layers.append(nn.BatchNorm2d(c_out))
+                layers.append(_activation(o.g_activation))
+        if o.g_block == "upsample":
+            layers.append(nn.Conv2d(chans[-1], 3, 3, 1, 1))
+        layers.append(nn.Tanh())
+        self.blocks = nn.Sequential(*layers)
+        if o.init == "dcgan":
+            _dcgan_init(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.dense_act(self.dense_norm(self.dense(z)))
+        return self.blocks(h.view(z.shape[0], self.start[0], self.start[1], self.start[1]))
+
+
+class ConvDiscriminator(Discriminator):
+    """Strided convs halving the side down to d_end, optional stride-1 convs, a dense logit."""
+
+    def __init__(self, o: ConvOptions, resolution: int):
+        super().__init__()
+        self.resolution, self.channels = resolution, 3
+        n_down = int(math.log2(resolution // o.d_end))
+        n_convs = n_down + o.d_extra_convs
+        chans = [min(o.width * 2**i, o.max_channels) for i in range(n_convs)]
+        sn = spectral_norm if o.d_norm == "spectral" else (lambda m: m)
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, c_out in enumerate(chans):
+            stride = 2 if i < n_down else 1
+            # Batch norm on every block but the first, as DCGAN.
+            bn = o.d_norm == "batch" and i > 0
+            layers.append(sn(nn.Conv2d(c_in, c_out, o.d_kernel, stride, (o.d_kernel - 1) // 2,
+                                       bias=not bn)))
+            if bn:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if o.dropout > 0:
+                layers.append(nn.Dropout(o.dropout))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.logit = sn(nn.Linear(c_in * o.d_end**2, 1))
+        if o.init == "dcgan":
+            _dcgan_init(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logit(torch.flatten(self.features(x), 1)).squeeze(1)
+
+
+class _ConvArchitecture(Architecture):
+    """DCGAN-family architecture (set ``_resolution`` in subclasses)."""
+
+    _resolution: ClassVar[int] = 0
+    Options = ConvOptions
+
+    @property
+    def resolution(self) -> int:
+        return self._resolution
+
+    def build_generator(self) -> ConvGenerator:
+        return ConvGenerator(self.options, self._resolution)
+
+    def build_discriminator(self) -> ConvDiscriminator:
+        return ConvDiscriminator(self.options, self._resolution)
+
+
+def _make(res: int) -> type[_ConvArchitecture]:
+    class _Opts(ConvOptions):
+        @model_validator(mode="after")
+        def _sides(self):
+            _check_pow2(self.g_start, res, "g_start")
+            _check_pow2(self.d_end, res, "d_end")
+            if self.g_kernel not in (4, 5):
+                raise ValueError("g_kernel must be 4 or 5")
+            return self
+
+    _Opts.__name__ = f"Conv{res}Options"
+    _Opts.__doc__ = f"Options of conv{res}."
+    cls = type(
+        f"Conv{res}",
+        (_ConvArchitecture,),
+        {
+            "__doc__": f"DCGAN-family GAN at {res}x{res} (transposed-conv G, strided-conv D).",
+            "name": f"conv{res}",
+            "_resolution": res,
+            "Options": _Opts,
+            "__module__": __name__,
+        },
+    )
+    return cls
+
+
+Conv32, Conv64, Conv128 = _make(32), _make(64), _make(128)
+
+
+@gan_zoo.hookimpl
+def register_architectures(register):
+    for cls in (Conv32, Conv64, Conv128):
+        register(cls)
