@@ -43,8 +43,14 @@ def cli() -> None:
 def _progress_printer(quiet: bool):
     if quiet:
         return None, None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     prog = Progress(
         TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -131,10 +137,12 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
             summary = trainer.train(update)
     else:
         summary = trainer.train(None)
-    if summary["stopped"]:
+    if summary["stopped"] in ("SIGINT", "SIGTERM"):
         echo(f"stopped by {summary['stopped']} at step {summary['step']}; checkpoint saved. "
              f"Continue with: ganzoo train --resume {trainer.run.path}")
         sys.exit(130)
+    if summary["stopped"]:
+        echo(f"stopped early at step {summary['step']}: {summary['stopped']}")
     echo(f"done: {summary['step']} steps in {summary['seconds']:.0f}s; samples: "
          f"{trainer.run.path / 'samples.png'}")
 

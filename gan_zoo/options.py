@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -69,7 +69,11 @@ def describe_options(model: type[Options]) -> list[dict[str, Any]]:
     rows = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        if getattr(annotation, "__origin__", None) is Literal:
+            type_name = "|".join(str(a) for a in annotation.__args__)
+        else:
+            type_name = getattr(annotation, "__name__", None) or str(annotation).replace(
+                "typing.", "")
         default = None if field.is_required() else field.get_default(call_default_factory=True)
         rows.append(
             {
