@@ -70,8 +70,10 @@ def load_image(path: Path, resolution: int) -> np.ndarray:
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit greyscale: scale to 8 bits before converting (convert() would clip).
             arr = np.asarray(im, dtype=np.float64)
-            peak = 65535.0 if arr.max() > 255 else 255.0
-            im = Image.fromarray((arr / peak * 255).round().astype(np.uint8))
+            # I;16 is 16-bit whatever its values (a dark 16-bit image stays dark); plain I is
+            # ambiguous, so judge by its range; clip so out-of-range ints cannot wrap around.
+            peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+            im = Image.fromarray(np.clip(arr / peak * 255, 0, 255).round().astype(np.uint8))
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -147,7 +149,7 @@ def _decode_folder(files: list[Path], resolution: int, target: Path) -> int:
             tmp2 = tmp.with_suffix(".shrink")
             dst = np.lib.format.open_memmap(tmp2, "w+", np.uint8, (n, resolution, resolution, 3))
             for s in range(0, n, 1024):
-                dst[s : s + 1024] = src[s : s + 1024]
+                dst[s : s + 1024] = src[s : min(s + 1024, n)]
             dst.flush()
             del dst, src
             os.replace(tmp2, tmp)
