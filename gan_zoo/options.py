@@ -55,12 +55,13 @@ def validate_options(model: type[Options], values: dict[str, Any], owner: str) -
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "?"
+            loc = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 known = ", ".join(model.model_fields) or "none"
                 problems.append(f"{owner}.{loc}: unknown option (known options: {known})")
             else:
-                problems.append(f"{owner}.{loc}: {err['msg']} (got {err.get('input')!r})")
+                where = f"{owner}.{loc}" if loc else owner
+                problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
         raise UsageError("invalid option " + "; ".join(problems)) from None
 
 

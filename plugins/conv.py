@@ -15,7 +15,7 @@ import math
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -37,7 +37,7 @@ class ConvOptions(Options):
         "nearest upsample + conv (aircraft seed; avoids checkerboard artifacts)",
     )
     g_start: int = Field(4, ge=2, description="side of G's first feature map after the dense layer")
-    g_kernel: int = Field(4, ge=3, le=7, description="kernel size of G's transposed convs (4 or 5)")
+    g_kernel: Literal[4, 5] = Field(4, description="kernel size of G's transposed convs (4 or 5)")
     g_norm: Literal["batch", "none"] = Field("batch", description="normalization in G blocks")
     g_activation: Literal["relu", "leaky_relu"] = Field(
         "relu", description="activation in G blocks")
@@ -174,13 +174,11 @@ class _ConvArchitecture(Architecture):
 
 def _make(res: int) -> type[_ConvArchitecture]:
     class _Opts(ConvOptions):
-        @model_validator(mode="after")
-        def _sides(self):
-            _check_pow2(self.g_start, res, "g_start")
-            _check_pow2(self.d_end, res, "d_end")
-            if self.g_kernel not in (4, 5):
-                raise ValueError("g_kernel must be 4 or 5")
-            return self
+        @field_validator("g_start", "d_end")
+        @classmethod
+        def _sides(cls, value: int, info: ValidationInfo) -> int:
+            _check_pow2(value, res, info.field_name or "side")
+            return value
 
     _Opts.__name__ = f"Conv{res}Options"
     _Opts.__doc__ = f"Options of conv{res}."

@@ -1,0 +1,127 @@
+"""The training step: which model gets gradients, determinism, modes, knobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gan_zoo import api
+from gan_zoo.data import ImageArray
+
+TINY = {"conv32": {"width": 8, "latent_dim": 16}}
+
+
+def tiny_data(n: int = 32, res: int = 32) -> ImageArray:
+    rng = np.random.default_rng(0)
+    return ImageArray(rng.integers(0, 256, (n, res, res, 3), dtype=np.uint8), "test")
+
+
+def trainer(tmp_path, **cfg):
+    values = {"arch": "conv32", "batch_size": 8, "steps": 4, "options": TINY, **cfg}
+    return api.prepare_training(values, out=tmp_path / "run", data=tiny_data())
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_d_update_changes_only_d(tmp_path):
+    tr = trainer(tmp_path)
+    g0 = {k: v.detach().clone() for k, v in tr.G.named_parameters()}
+    real = tr.real_batch()
+    fake = tr.G(tr.G.sample_latent(8))
+    tr.d_update(real, fake.detach())
+    assert all(p.grad is None for p in tr.G.parameters())
+    assert all(torch.equal(g0[k], v) for k, v in tr.G.named_parameters())
+    assert any(p.grad is not None for p in tr.D.parameters())
+
+
+def test_generator_update_leaves_no_gradient_in_d(tmp_path):
+    tr = trainer(tmp_path)
+    seen = []
+    # Record D's gradients right before G's optimizer step: none may have been accumulated.
+    tr.opt_g.register_step_pre_hook(lambda *a: seen.append([p.grad for p in tr.D.parameters()]))
+    tr.opt_d.register_step_post_hook(lambda *a: tr.opt_d.zero_grad(set_to_none=True))
+    d_before = _snapshot(tr.D)
+    tr.train_step()
+    assert seen and all(g is None for g in seen[0])
+    assert all(p.requires_grad for p in tr.D.parameters())  # D unfrozen afterwards
+    assert any(not torch.equal(d_before[k], v) for k, v in tr.D.state_dict().items())
+
+
+@pytest.mark.parametrize("mode", ["joint", "separate", "alternating"])
+def test_d_update_modes_train(tmp_path, mode):
+    tr = trainer(tmp_path, d_update=mode)
+    stats = [tr.train_step() for _ in range(3)]
+    assert all(np.isfinite(s["loss_d"]) and np.isfinite(s["loss_g"]) for s in stats)
+    assert 0 <= stats[-1]["d_acc"] <= 1
+
+
+def test_fake_batch_generated_once_per_step(tmp_path):
+    tr = trainer(tmp_path)
+    calls = []
+    tr.G.register_forward_hook(lambda *a: calls.append(1))
+    tr.train_step()
+    assert len(calls) == 1
+
+
+def test_same_seed_same_weights(tmp_path):
+    # One after the other: the trainer draws from torch's global RNG (dropout does too).
+    a = trainer(tmp_path / "a", seed=3)
+    for _ in range(3):
+        a.train_step()
+    b = trainer(tmp_path / "b", seed=3)
+    for _ in range(3):
+        b.train_step()
+    for (ka, va), (kb, vb) in zip(a.G.state_dict().items(), b.G.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    c = trainer(tmp_path / "c", seed=4)
+    c.train_step()
+    assert not torch.equal(next(iter(c.G.parameters())), next(iter(a.G.parameters())))
+
+
+def test_separate_learning_rates_and_betas(tmp_path):
+    tr = trainer(tmp_path, lr_g=1e-4, lr_d=4e-4, beta1_g=0.0, beta1_d=0.5)
+    tr.train_step()
+    assert tr.opt_g.param_groups[0]["lr"] == 1e-4 and tr.opt_d.param_groups[0]["lr"] == 4e-4
+    assert tr.opt_g.param_groups[0]["betas"][0] == 0.0
+    assert tr.opt_d.param_groups[0]["betas"][0] == 0.5
+
+
+def test_label_smoothing_changes_d_loss_target(tmp_path):
+    from gan_zoo.assembly import build
+
+    loss = build("loss", "bce")
+    logits = torch.tensor([10.0, 10.0])
+    assert loss.real_loss(logits, 1.0) < 1e-3
+    # With target 0.9 a confident "real" is penalised: BCE(10, 0.9) = softplus(10) - 0.9 * 10.
+    expected = torch.nn.functional.softplus(torch.tensor(10.0)) - 9.0
+    assert torch.isclose(loss.real_loss(logits, 0.9), expected)
+
+
+def test_nan_loss_stops_with_step_and_quantity(tmp_path):
+    from gan_zoo.trainer import NonFiniteError
+
+    tr = trainer(tmp_path)
+    with torch.no_grad():
+        next(iter(tr.D.parameters())).fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="loss_d .* step 1"):
+        tr.train_step()
+
+
+def test_bf16_autocast_step_runs(tmp_path):
+    tr = trainer(tmp_path, precision="bf16")
+    stats = tr.train_step()
+    assert np.isfinite(stats["loss_g"])
+    assert all(p.dtype == torch.float32 for p in tr.G.parameters())
+
+
+def test_ema_follows_generator(tmp_path):
+    tr = trainer(tmp_path, ema_decay=0.9)
+    tr.train_step()
+    tr.train_step()
+    assert tr.sampling_generator() is tr.G_ema
+    assert not torch.equal(next(tr.G_ema.parameters()), next(tr.G.parameters()))
+    off = trainer(tmp_path / "off", ema_decay=0.0)
+    assert off.sampling_generator() is off.G
