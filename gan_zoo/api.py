@@ -102,11 +102,14 @@ def prepare_training(
             log(f"skipped {data.skipped} unreadable file(s) in {data.source}")
     run.create()
     trainer = Trainer(cfg, components, data, run, callbacks)
+    trainer.notify = log
     if loaded is not None:
         trainer.load_state(*loaded)
+    if resume is not None:
+        run.rewind_metrics(trainer.step)  # steps after the checkpoint are run (and logged) again
     # The resolved config (with the total steps fixed) reruns the same training.
-    run.config_path.write_text(cfg.model_copy(update={"steps": trainer.total_steps,
-                                                      "epochs": None}).to_toml())
+    run.write_config(cfg.model_copy(update={"steps": trainer.total_steps,
+                                            "epochs": None}).to_toml())
     for factory in CALLBACK_FACTORIES:
         factory(trainer, trainer.callbacks)
     return trainer
@@ -128,7 +131,13 @@ def train(
 
 def load_checkpoint(target: str | os.PathLike, which: str = "latest"
                     ) -> tuple[dict[str, Tensor], dict[str, Any], Path]:
-    """Tensors and metadata of a checkpoint file or of a run directory's latest/best one."""
+    """Tensors and metadata of a checkpoint file or of a run directory's latest/best one (the
+    newest that verifies: a damaged latest is reported with a warning and skipped)."""
+    if which == "latest" and Path(target).is_dir() and RunDir(target).step_checkpoints():
+        path, tensors, meta, problems = RunDir(target).latest_valid()
+        for problem in problems:
+            warnings.warn(f"skipped damaged checkpoint: {problem}", stacklevel=2)
+        return tensors, meta, path
     path = resolve_checkpoint(target, which)
     tensors, meta = ckpt.load(path)
     return tensors, meta, path

@@ -1,8 +1,9 @@
 """Checkpoints: safetensors files with JSON metadata, written atomically and checksummed.
 
 Nothing here unpickles: tensors come from safetensors, everything else from JSON in the
-header. A checkpoint stores ``checksum`` (SHA-256 over tensor names and bytes) and is verified
-on load, so a truncated or damaged file is reported instead of loaded.
+header. A checkpoint stores ``checksum`` (SHA-256 over tensor names, dtypes, shapes and bytes
+and over the rest of the metadata) and is verified on load, so a truncated or damaged file is
+reported instead of loaded. The header is parsed only within size limits.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ from .errors import CheckpointError
 
 FORMAT = "gan-zoo-checkpoint/1"
 META_KEY = "gan_zoo"
-MAX_HEADER_BYTES = 64 * 1024 * 1024
+# A gan-zoo header is kilobytes; the limits stop a hostile file from making the JSON parser
+# build gigabytes of objects (deep nesting is caught separately as RecursionError).
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_META_BYTES = 4 * 1024 * 1024
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin"}
 
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+def _checksum(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(name.encode() + b"\0" + str(t.dtype).encode() + str(tuple(t.shape)).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    # The metadata too: a flipped digit in "step" or the config must not load silently.
+    rest = {k: v for k, v in meta.items() if k != "checksum"}
+    h.update(b"\0meta\0" + json.dumps(rest, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -40,7 +47,8 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[s
     """Write tensors + metadata so that `path` is either the old file or the complete new one."""
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    meta = dict(meta, format=FORMAT, checksum=_checksum(tensors))
+    meta = json.loads(json.dumps(dict(meta, format=FORMAT)))  # as it will read back
+    meta["checksum"] = _checksum(tensors, meta)
     blob = st_save(tensors, metadata={META_KEY: json.dumps(meta)})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -86,16 +94,19 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             if n > MAX_HEADER_BYTES or n > os.path.getsize(path) - 8:
                 raise CheckpointError(f"{str(path)!r} is damaged or truncated (bad header size)")
             header = json.loads(fh.read(n))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
-    raw = (header.get("__metadata__") or {}).get(META_KEY) if isinstance(header, dict) else None
+    extra = header.get("__metadata__") if isinstance(header, dict) else None
+    raw = extra.get(META_KEY) if isinstance(extra, dict) else None
     if not isinstance(raw, str):
         raise CheckpointError(f"{str(path)!r} is a safetensors file but not a gan-zoo checkpoint")
+    if len(raw) > MAX_META_BYTES:
+        raise CheckpointError(f"{str(path)!r} has oversized metadata; refusing to parse it")
     try:
         meta = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CheckpointError(f"{str(path)!r} has damaged metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} has an unknown checkpoint format")
@@ -110,7 +121,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, An
         tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{str(path)!r} is damaged or truncated: {exc}") from None
-    if _checksum(tensors) != meta.get("checksum"):
+    if _checksum(tensors, meta) != meta.get("checksum"):
         raise CheckpointError(f"{str(path)!r} failed its checksum: the file is damaged")
     return tensors, meta
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from typing import Any
@@ -21,6 +22,10 @@ KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()
                 "augmentations": "augment", "losses": "loss"}
 
 
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                      errno.EFBIG}
+
+
 class GanZooGroup(click.Group):
     """Turns gan-zoo's user errors into one message and an exit code, never a traceback."""
 
@@ -30,6 +35,13 @@ class GanZooGroup(click.Group):
         except GanZooError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # The environment, not a bug: a full disk, a read-only or forbidden folder.
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"Error: {exc.strerror}{where}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=GanZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,6 +108,9 @@ def _progress_printer(quiet: bool):
 @click.option("--d-update", type=click.Choice(["joint", "separate", "alternating"]),
               help="How D sees real and fake images.")
 @click.option("--ema-decay", type=float, help="Generator EMA decay (0 = off).")
+@click.option("--keep-checkpoints", type=int, help="How many step checkpoints to keep.")
+@click.option("--on-nonfinite", type=click.Choice(["stop", "rollback"]),
+              help="On a NaN/inf loss or weight: stop, or roll back and lower the learning rates.")
 @click.option("-o", "--option", "option_items", multiple=True, metavar="COMPONENT.KEY=VALUE",
               help="Component option, e.g. -o conv64.dropout=0.2; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UsageError
 from .options import Options
@@ -15,6 +15,9 @@ from .tomlio import dumps_toml, read_toml
 class TrainConfig(Options):
     """Everything that defines a training run. `ganzoo train --config FILE` reads these keys."""
 
+    # NaN/inf in a config only ever ends in a crash or a NaN run; refuse them up front.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     arch: str = Field("conv32", description="architecture name (see `ganzoo list arch`)")
     data: str | None = Field(
         None, description="folder of training images; omitted = the built-in shapes dataset")
@@ -23,7 +26,8 @@ class TrainConfig(Options):
     epochs: float | None = Field(
         None, gt=0, description="run length in passes over the data (alternative to steps)")
     batch_size: int = Field(64, ge=1, le=65536, description="images per batch (real and fake)")
-    seed: int = Field(0, ge=0, description="seed for weights, noise and data order")
+    seed: int = Field(
+        0, ge=0, le=2**62, description="seed for weights, noise and data order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast precision (fp16 only on CUDA, with a gradient scaler)")
@@ -54,6 +58,13 @@ class TrainConfig(Options):
     sample_every: int = Field(250, ge=1, description="save a sample grid every this many steps")
     checkpoint_every: int = Field(500, ge=1, description="save a checkpoint every this many steps")
     keep_checkpoints: int = Field(3, ge=1, description="how many step checkpoints to keep")
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        "stop", description="when a loss or weight becomes NaN/inf: stop with a message, or roll "
+        "back to the last good checkpoint and lower both learning rates")
+    nonfinite_lr_factor: float = Field(
+        0.5, gt=0, lt=1, description="rollback: multiply both learning rates by this each time")
+    nonfinite_retries: int = Field(
+        3, ge=1, le=100, description="rollback: give up after this many rollbacks in one run")
     sample_grid: int = Field(64, ge=1, le=1024, description="images in each sample grid")
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="component options: {component name: {key: value}}")
@@ -62,10 +73,29 @@ class TrainConfig(Options):
     def _one_length(self) -> TrainConfig:
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give steps or epochs, not both")
+        _check_utf8(self.model_dump(mode="python"), "")
         return self
 
     def to_toml(self) -> str:
         return dumps_toml(self.model_dump(mode="json"))
+
+
+def _check_utf8(value: Any, where: str) -> None:
+    """Refuse text that cannot be stored in the run's UTF-8 config.toml (undecodable file names)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where or 'a value'} is not valid UTF-8 ({value!r}); rename the file or folder "
+                "to a UTF-8 name") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_utf8(k, where)
+            _check_utf8(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_utf8(v, where)
 
 
 def make_config(values: dict[str, Any], source: str = "configuration") -> TrainConfig:
@@ -78,6 +108,8 @@ def make_config(values: dict[str, Any], source: str = "configuration") -> TrainC
             loc = ".".join(str(p) for p in err["loc"]) or "config"
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key {loc!r}")
+            elif not err["loc"]:  # a whole-config check: its input is every value, not worth echoing
+                problems.append(err["msg"].removeprefix("Value error, "))
             else:
                 problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
         raise UsageError(f"invalid {source}: " + "; ".join(problems)) from None

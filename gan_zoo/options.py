@@ -29,7 +29,7 @@ def parse_value(text: str) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or absurdly nested): keep it as text
         return text
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,40 @@ class RunDir:
             probe = self.path / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
+            # Temporary files of checkpoint writes cut short by a crash: never loaded, just litter.
+            for tmp in self.checkpoints_dir.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
         except OSError as exc:
             raise GanZooError(f"cannot write to output folder {str(self.path)!r}: {exc}") from None
 
+    def write_config(self, text: str) -> None:
+        """Replace config.toml atomically: a crash must never leave a cut config that a resume
+        would read with defaults filled in."""
+        _atomic_write(self.config_path, text.encode("utf-8"))
+
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise GanZooError(
+                f"cannot write metrics to {str(self.metrics_path)!r}: {exc.strerror or exc}") from None
+
+    def rewind_metrics(self, step: int) -> None:
+        """On resume from `step`: drop records of later (lost) steps and a line cut by a crash,
+        so the continued run does not log those steps twice."""
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        for line in self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int) \
+                    or record["step"] <= step:
+                kept.append(line + "\n")
+        _atomic_write(self.metrics_path, "".join(kept).encode("utf-8"))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -91,6 +120,19 @@ class RunDir:
                 problems.append(str(exc))
         detail = ("; ".join(problems)) if problems else "no checkpoints were saved yet"
         raise CheckpointError(f"no usable checkpoint in {str(self.path)!r}: {detail}")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def resolve_checkpoint(target: str | os.PathLike, which: str = "latest") -> Path:

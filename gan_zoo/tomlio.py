@@ -24,6 +24,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"config file {str(path)!r} is nested too deeply") from None
 
 
 def _scalar(value: Any) -> str:
@@ -38,14 +40,18 @@ def _scalar(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML
+        # JSON string escapes are valid TOML; DEL is the one control character JSON leaves raw.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} to TOML")
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in value.items()) + "}"
+    raise UsageError(f"the value {value!r} cannot be stored in a TOML config")
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+    bare = key.isascii() and key.replace("_", "").replace("-", "").isalnum()  # TOML bare keys
+    return key if bare else _scalar(key)
 
 
 def dumps_toml(data: dict[str, Any]) -> str:

@@ -38,7 +38,13 @@ DEFAULT_STEPS = 1500
 
 
 class NonFiniteError(GanZooError):
-    """A loss or weight became NaN or infinite."""
+    """A loss or weight became NaN or infinite; ``detail`` says which and at which step."""
+
+    HINT = "try a lower learning rate, --loss hinge, r1_gamma, spectral norm or on_nonfinite=rollback"
+
+    def __init__(self, detail: str, hint: bool = True):
+        self.detail = detail
+        super().__init__(f"{detail}; training stopped ({self.HINT})" if hint else detail)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,6 +119,12 @@ class Trainer:
         self.g_step_joint = config.d_update == "joint" and any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
         self._stop_signal: int | None = None
+        # Non-finite guard: rollbacks lower both learning rates by lr_factor (saved in
+        # checkpoints); _good_state is an in-memory copy of the last checkpoint to return to.
+        self.lr_factor = 1.0
+        self.rollbacks = 0
+        self.notify: Callable[[str], None] = lambda message: None
+        self._good_state: tuple[dict[str, Tensor], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ pieces
     def _make_ema(self) -> nn.Module:
@@ -151,17 +163,38 @@ class Trainer:
 
     def _set_lrs(self) -> None:
         for group in self.opt_g.param_groups:
-            group["lr"] = self.config.lr_g * self.knobs["lr_g_scale"]
+            group["lr"] = self.config.lr_g * self.knobs["lr_g_scale"] * self.lr_factor
         for group in self.opt_d.param_groups:
-            group["lr"] = self.config.lr_d * self.knobs["lr_d_scale"]
+            group["lr"] = self.config.lr_d * self.knobs["lr_d_scale"] * self.lr_factor
 
     def _check_finite(self, **values: Tensor) -> None:
         for name, value in values.items():
             if not torch.isfinite(value).all():
                 raise NonFiniteError(
                     f"{name} became {value.item() if value.numel() == 1 else 'non-finite'} at "
-                    f"step {self.step + 1}; training stopped (try a lower learning rate, "
-                    "--loss hinge, r1_gamma or spectral norm)")
+                    f"step {self.step + 1}")
+
+    def _state_to_check(self) -> list[tuple[str, Tensor]]:
+        """Weights, float buffers and optimizer moments of G and D, by checkpoint name."""
+        out = []
+        for prefix, module in (("G", self.G), ("D", self.D)):
+            out += [(f"{prefix}.{k}", v) for k, v in module.state_dict().items()
+                    if v.is_floating_point()]
+        for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            for i, state in enumerate(opt.state.values()):
+                out += [(f"{prefix}.{i}.{k}", v) for k, v in state.items()
+                        if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0]
+        return out
+
+    def _check_weights(self) -> None:
+        """An update can make weights or Adam's moments NaN/inf while every loss was finite (a
+        huge gradient squared overflows); check them all after each step, one sync in total."""
+        named = self._state_to_check()
+        ok = torch.stack([torch.isfinite(t).all() for _, t in named])
+        if not bool(ok.all()):
+            name = named[int((~ok).nonzero()[0])][0]
+            what = "optimizer state" if name.startswith("opt_") else "weight"
+            raise NonFiniteError(f"{what} {name} became non-finite at step {self.step + 1}")
 
     # ------------------------------------------------------------------ one step
     def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
@@ -257,6 +290,7 @@ class Trainer:
         finally:
             D.requires_grad_(True)
         self._update_ema()
+        self._check_weights()
 
         real_logits, fake_logits = out["real_logits"], out["fake_logits"]
         acc = ((real_logits > 0).float().sum() + (fake_logits < 0).float().sum()) / (
@@ -345,23 +379,38 @@ class Trainer:
             "opt_d_groups": groups_d,
             "schedules": {s.name: s.state_dict() for s in self.c.schedules},
             "last_stats": self.last_stats,
+            "lr_factor": self.lr_factor,
+            "rollbacks": self.rollbacks,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "created": time.time(),
         }
         return tensors, meta
 
     def save_checkpoint(self) -> None:
-        if self.run is None:
-            return
         tensors, meta = self.state_tensors()
         for name, t in tensors.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise NonFiniteError(f"{name} is not finite at step {self.step}; "
                                      "checkpoint not written")
-        path = ckpt.save(self.run.step_checkpoint(self.step), tensors, meta)
-        self.run.prune(self.config.keep_checkpoints)
+        if self.config.on_nonfinite == "rollback":
+            self._good_state = ({k: v.detach().clone() for k, v in tensors.items()}, meta)
+        if self.run is None:
+            return
+        try:
+            path = ckpt.save(self.run.step_checkpoint(self.step), tensors, meta)
+            self.run.prune(self.config.keep_checkpoints)
+        except OSError as exc:  # disk full, read-only: stop; what is on disk stays valid
+            raise CheckpointError(
+                f"cannot write the checkpoint of step {self.step} in "
+                f"{str(self.run.checkpoints_dir)!r}: {exc.strerror or exc}. The checkpoints "
+                f"already saved are intact; fix this and continue with `ganzoo train --resume "
+                f"{self.run.path}`") from None
         for cb in self.callbacks.on_checkpoint:
             cb(self, path)
+
+    def _copy_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors, meta = self.state_tensors()
+        return {k: v.detach().clone() for k, v in tensors.items()}, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         arch = meta["arch"]
@@ -392,7 +441,29 @@ class Trainer:
         if meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
         self.last_stats = meta.get("last_stats", {})
+        self.lr_factor = float(meta.get("lr_factor", 1.0))
+        self.rollbacks = int(meta.get("rollbacks", 0))
         self.step = int(meta["step"])
+
+    def _roll_back(self, exc: NonFiniteError) -> None:
+        """With on_nonfinite=rollback: return to the last good checkpoint with both learning
+        rates lowered, at most nonfinite_retries times; otherwise re-raise."""
+        cfg = self.config
+        if cfg.on_nonfinite != "rollback" or self._good_state is None:
+            raise exc
+        if self.rollbacks >= cfg.nonfinite_retries:
+            raise NonFiniteError(
+                f"{exc.detail}, after {self.rollbacks} rollback(s) with the learning rates "
+                f"lowered to {self.lr_factor:g}x") from None
+        rollbacks, factor = self.rollbacks + 1, self.lr_factor * cfg.nonfinite_lr_factor
+        tensors, meta = self._good_state  # copies: loading must not alias the kept state
+        self.load_state({k: v.clone() for k, v in tensors.items()}, copy.deepcopy(meta))
+        self.rollbacks, self.lr_factor = rollbacks, factor
+        self.notify(f"warning: {exc.detail}; rolled back to step {self.step} with the learning "
+                    f"rates at {factor:g}x (rollback {rollbacks} of {cfg.nonfinite_retries})")
+        if self.run is not None:
+            self.run.log({"step": self.step, "event": "rollback", "reason": exc.detail,
+                          "lr_factor": factor, "rollbacks": rollbacks})
 
     # ------------------------------------------------------------------ the loop
     def _install_signal_handlers(self) -> list:
@@ -415,8 +486,14 @@ class Trainer:
         try:
             self.G.train()
             self.D.train()
+            if cfg.on_nonfinite == "rollback" and self._good_state is None:
+                self._good_state = self._copy_state()
             while self.step < self.total_steps and self.stop_reason is None:
-                stats = self.train_step()
+                try:
+                    stats = self.train_step()
+                except NonFiniteError as exc:
+                    self._roll_back(exc)
+                    continue
                 imgs += cfg.batch_size
                 now = time.perf_counter()
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
@@ -433,7 +510,11 @@ class Trainer:
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
+                    try:
+                        self.save_checkpoint()
+                    except NonFiniteError as exc:
+                        self._roll_back(exc)
+                        continue
                 if self._stop_signal is not None:
                     self.stop_reason = signal.Signals(self._stop_signal).name
             if run is not None and self.step > 0:
