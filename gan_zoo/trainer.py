@@ -490,7 +490,9 @@ class Trainer:
                 self._good_state = self._copy_state()
             while self.step < self.total_steps and self.stop_reason is None:
                 try:
-                    stats = self.train_step()
+                    # A copy: timing added for the log must not enter last_stats, which
+                    # schedules read and checkpoints keep (it would break determinism).
+                    stats = dict(self.train_step())
                 except NonFiniteError as exc:
                     self._roll_back(exc)
                     continue
