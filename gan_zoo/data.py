@@ -90,6 +90,8 @@ def load_image(path: Path, resolution: int) -> np.ndarray:
 
 
 def _try_load(path: Path, resolution: int) -> np.ndarray | None:
+    if not path.is_file():  # a FIFO would block forever; devices, dangling or looping links
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -208,9 +210,15 @@ def load_builtin(resolution: int, n: int = BUILTIN_SIZE, seed: int = 0) -> Image
 
 
 def load_dataset(data: str | None, resolution: int) -> ImageArray:
-    if data is None or data == f"builtin:{BUILTIN_NAME}":
-        return load_builtin(resolution)
-    return load_folder(data, resolution)
+    try:
+        if data is None or data == f"builtin:{BUILTIN_NAME}":
+            return load_builtin(resolution)
+        return load_folder(data, resolution)
+    except OSError as exc:  # unreadable images are skipped earlier; this is the cache's disk
+        raise DataError(
+            f"cannot write the decoded-image cache in {str(cache_dir())!r}: "
+            f"{exc.strerror or exc}; free some space or set GANZOO_CACHE to another folder"
+        ) from None
 
 
 class EpochSampler:

@@ -1,0 +1,253 @@
+"""Hostile and odd image files: usable ones train (converted correctly), the rest are skipped and
+counted; a folder with nothing usable is one clear error. HOSTILE_FILES counts the kinds fed."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from gan_zoo.cli import cli
+from gan_zoo.data import MAX_PIXELS, load_folder, load_image
+
+from .helpers import TINY_ARGS
+
+RES = 32
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature and header claiming width x height over a few bytes of data: a
+    decompression bomb as far as anything that trusts the header is concerned."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _good(colour=(200, 30, 30), size=(40, 40)) -> Image.Image:
+    return Image.new("RGB", size, colour)
+
+
+# Files that must be skipped: name -> bytes.
+def _bad_files() -> dict[str, bytes]:
+    png, jpg = _encoded(_good(), "PNG"), _encoded(_good(size=(64, 64)), "JPEG", quality=90)
+    return {
+        "zero.png": b"",
+        "zero.jpg": b"",
+        "truncated.png": png[: len(png) // 2],
+        "truncated.jpg": jpg[: len(jpg) // 3],
+        "header_only.jpg": jpg[:20],
+        "text.png": b"this is not an image\n" * 10,
+        "html.jpg": b"<!doctype html><html><body>not a jpeg</body></html>",
+        "random.webp": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "pdf.bmp": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+        "bomb_30k.png": _png_header_only(30_000, 30_000),  # over PIL's own limit
+        "bomb_9k.png": _png_header_only(9_000, 9_000),  # under PIL's, over gan-zoo's MAX_PIXELS
+        "bomb_wide.png": _png_header_only(2**31 - 1, 1),
+    }
+
+
+def _odd_but_usable() -> dict[str, tuple[Image.Image, str, dict]]:
+    """name -> (image, format, save kwargs) of files that must load."""
+    palette = Image.new("P", (40, 40), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    transparent_palette = palette.copy()
+    transparent_palette.info["transparency"] = 1
+    return {
+        "gray.png": (Image.new("L", (40, 40), 128), "PNG", {}),
+        "gray_alpha.png": (Image.new("LA", (40, 40), (60, 255)), "PNG", {}),
+        "rgba_clear.png": (Image.new("RGBA", (40, 40), (255, 0, 0, 0)), "PNG", {}),
+        "rgba_opaque.png": (Image.new("RGBA", (40, 40), (0, 0, 255, 255)), "PNG", {}),
+        "palette.png": (palette, "PNG", {}),
+        "palette_transparent.png": (transparent_palette, "PNG", {"transparency": 1}),
+        "bilevel.png": (Image.new("1", (40, 40), 1), "PNG", {}),
+        "sixteen_bright.png": (Image.fromarray(np.full((40, 40), 65535, np.uint16)), "PNG", {}),
+        "sixteen_dark.png": (Image.fromarray(np.full((40, 40), 300, np.uint16)), "PNG", {}),
+        "cmyk.jpg": (Image.new("CMYK", (40, 40), (0, 255, 255, 0)), "JPEG", {"quality": 95}),
+        "tiny_4px.png": (_good(size=(4, 4)), "PNG", {}),
+        "one_pixel.bmp": (_good(size=(1, 1)), "BMP", {}),
+        "tall_1x600.png": (_good(size=(1, 600)), "PNG", {}),
+        "wide_2000x3.png": (_good(size=(2000, 3)), "PNG", {}),
+        "exif_rotated.jpg": _exif_rotated(),
+        "webp.webp": (_good(), "WEBP", {"lossless": True}),
+    }
+
+
+def _exif_rotated() -> tuple[Image.Image, str, dict]:
+    """Stored 40 wide x 20 high, left half red, right half blue, EXIF orientation 6 (display
+    rotated 90 degrees clockwise): upright it is 20 wide x 40 high, red on top."""
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    arr[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return Image.fromarray(arr), "JPEG", {"exif": exif.tobytes(), "quality": 95}
+
+
+HOSTILE_FILES = len(_bad_files()) + len(_odd_but_usable()) + 5  # + links, FIFO, names (below)
+
+
+def _write_usable(folder: Path) -> None:
+    for name, (img, fmt, kw) in _odd_but_usable().items():
+        (folder / name).write_bytes(_encoded(img, fmt, **kw))
+
+
+def _write_bad(folder: Path) -> None:
+    for name, data in _bad_files().items():
+        (folder / name).write_bytes(data)
+
+
+def _write_special(folder: Path) -> None:
+    """Symlink loops, a dangling link, a link to a device and a FIFO, all with image names."""
+    os.symlink("self_loop.png", folder / "self_loop.png")
+    os.symlink("nowhere/missing.png", folder / "dangling.png")
+    os.symlink(".", folder / "dir_loop")  # a directory loop: must not be followed
+    os.symlink("/dev/zero", folder / "device.png")
+    os.mkfifo(folder / "fifo.png")  # opening it would block forever
+
+
+def _load(path: Path) -> np.ndarray:
+    return load_image(path, RES)
+
+
+@pytest.mark.parametrize("name", sorted(_bad_files()))
+def test_bad_file_is_rejected_by_the_decoder(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(_bad_files()[name])
+    start = time.perf_counter()
+    with pytest.raises(Exception):  # noqa: B017 -- any decode error; the loader skips it
+        _load(path)
+    assert time.perf_counter() - start < 2  # bombs are refused from the header, not decoded
+
+
+def test_pixel_limit_is_what_refuses_the_bomb(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(9_000, 9_000))
+    assert MAX_PIXELS < 9_000 * 9_000
+    with pytest.raises(ValueError, match="exceeds the .* pixel limit"):
+        _load(path)
+
+
+def test_odd_formats_convert_to_rgb_correctly(tmp_path):
+    _write_usable(tmp_path)
+    out = {name: _load(tmp_path / name) for name in _odd_but_usable()}
+    for name, arr in out.items():
+        assert arr.shape == (RES, RES, 3) and arr.dtype == np.uint8, name
+    centre = {name: tuple(int(c) for c in arr[RES // 2, RES // 2]) for name, arr in out.items()}
+    assert centre["gray.png"] == (128, 128, 128)
+    assert centre["gray_alpha.png"] == (60, 60, 60)
+    assert centre["rgba_clear.png"] == (255, 255, 255)  # transparent -> white, not black or red
+    assert centre["rgba_opaque.png"] == (0, 0, 255)
+    assert centre["palette.png"] == (10, 200, 30)
+    assert centre["palette_transparent.png"] == (255, 255, 255)
+    assert centre["bilevel.png"] == (255, 255, 255)
+    assert centre["sixteen_bright.png"] == (255, 255, 255)
+    assert centre["sixteen_dark.png"] == (1, 1, 1)  # 300/65535 of full scale, not 300/255
+    r, g, b = centre["cmyk.jpg"]
+    assert r > 200 and g < 40 and b < 40  # C=0 M=Y=255 is red
+    for name in ("tiny_4px.png", "one_pixel.bmp", "tall_1x600.png", "wide_2000x3.png"):
+        assert centre[name] == (200, 30, 30), name
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img, fmt, kw = _exif_rotated()
+    (tmp_path / "r.jpg").write_bytes(_encoded(img, fmt, **kw))
+    arr = _load(tmp_path / "r.jpg").astype(int)
+    top, bottom = arr[2, RES // 2], arr[-3, RES // 2]
+    assert top[0] > 200 and top[2] < 60, top  # red on top once upright
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+def test_extreme_aspect_ratio_keeps_the_centre(tmp_path):
+    arr = np.zeros((3, 2000, 3), np.uint8)
+    arr[:] = (255, 0, 0)
+    arr[:, 995:1005] = (0, 255, 0)
+    Image.fromarray(arr).save(tmp_path / "strip.png")
+    assert tuple(_load(tmp_path / "strip.png")[RES // 2, RES // 2]) == (0, 255, 0)
+
+
+def test_mixed_folder_keeps_every_usable_image_and_counts_the_rest(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    _write_usable(folder)
+    _write_bad(folder)
+    _write_special(folder)
+    sub = folder / "sub"
+    sub.mkdir()
+    weird = os.fsencode(str(sub)) + b"/\xff\xfe-latin1-\xe9.png"  # not valid UTF-8
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(os.fsdecode(weird))
+    arr = load_folder(folder, RES)
+    usable = len(_odd_but_usable()) + 1
+    assert len(arr) == usable
+    # Bad files, the looping/dangling/device links and the FIFO are skipped and counted; the
+    # directory loop is not followed (else images would be counted again).
+    assert arr.skipped == len(_bad_files()) + 4
+    assert arr.images.shape == (usable, RES, RES, 3)
+
+
+def test_mixed_folder_trains_from_the_cli(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    _write_usable(folder)
+    _write_bad(folder)
+    result = CliRunner().invoke(cli, ["train", "--data", str(folder), *TINY_ARGS, "--steps", "2",
+                                      "--batch-size", "4", "--out", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "checkpoints" / "step-0000002.safetensors").exists()
+
+
+def _cli_train(tmp_path, data) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), *TINY_ARGS, "--steps", "1",
+                                      "--out", str(tmp_path / "run")])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_empty_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, out = _cli_train(tmp_path, tmp_path / "empty")
+    assert code == 1 and "Error: no images in" in out
+
+
+def test_folder_of_only_bad_files_is_one_clear_error(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    _write_bad(folder)
+    _write_special(folder)
+    code, out = _cli_train(tmp_path, folder)
+    assert code == 1
+    assert f"Error: none of the {len(_bad_files()) + 4} image files" in out
+
+
+def test_data_folder_with_non_utf8_name_is_one_clear_error(tmp_path):
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    os.mkdir(folder)
+    Image.new("RGB", (40, 40)).save(os.path.join(folder, "a.png"))
+    code, out = _cli_train(tmp_path, folder)
+    assert code == 2 and "is not valid UTF-8" in out and "rename" in out
+
+
+def test_data_that_is_a_file_or_missing(tmp_path):
+    (tmp_path / "a.png").write_bytes(_encoded(_good(), "PNG"))
+    code, out = _cli_train(tmp_path, tmp_path / "a.png")
+    assert code == 1 and "must be a folder of images" in out
+    code, out = _cli_train(tmp_path, tmp_path / "missing")
+    assert code == 1 and "does not exist" in out
