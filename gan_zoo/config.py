@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import UsageError
 from .options import Options
@@ -68,6 +68,14 @@ class TrainConfig(Options):
     sample_grid: int = Field(64, ge=1, le=1024, description="images in each sample grid")
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="component options: {component name: {key: value}}")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        # Pydantic reads true/false as 1/0 for numbers; in a config that is always a mistake.
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
+            raise ValueError("expected a number or text, not true/false")
+        return value
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainConfig:

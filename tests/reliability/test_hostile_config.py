@@ -1,0 +1,231 @@
+"""Hostile configuration and checkpoints on the command line: every user error is one `Error:`
+line and a non-zero exit code (2 for usage, 1 for the rest), never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gan_zoo import api
+from gan_zoo import checkpoint as ckpt
+from gan_zoo.cli import cli
+from gan_zoo.interfaces import KINDS
+from gan_zoo.plugins import get_registry
+from gan_zoo.rundir import RunDir
+
+from .helpers import TINY_ARGS, tiny_config, tiny_data
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception)
+    if result.exit_code:
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, result.output
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """For cases that must fail before training: if one got through, fail fast instead of
+    training for minutes."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the configuration was accepted and training started")
+
+    monkeypatch.setattr("gan_zoo.trainer.Trainer.train", refuse)
+    monkeypatch.setattr("gan_zoo.api.load_dataset", lambda data, res: tiny_data(res=res))
+
+
+@pytest.fixture
+def no_data_load(monkeypatch):
+    """Tiny in-memory data for runs that get that far (keeps the built-in set out of it)."""
+    monkeypatch.setattr("gan_zoo.api.load_dataset", lambda data, res: tiny_data(res=res))
+
+
+CONFIG_FILES = {
+    "unknown key": ('arch = "conv32"\nlearning_rate = 0.1\n', 2, "unknown key 'learning_rate'"),
+    "nested unknown key": ('[lr]\ng = 1\n', 2, "unknown key 'lr'"),
+    "string for int": ('steps = "ten"\n', 2, "steps: Input should be a valid integer"),
+    "float for int": ("batch_size = 1.5\n", 2, "batch_size"),
+    "bool for float": ("lr_g = true\n", 2, "lr_g: Value error, expected a number"),
+    "list for str": ('arch = ["conv32"]\n', 2, "arch: Input should be a valid string"),
+    "str for list": ('schedules = "cosine"\n', 2, "schedules: Input should be a valid list"),
+    "options not a table": ("options = 3\n", 2, "options"),
+    "option table not a table": ("[options]\nconv32 = 5\n", 2, "options.conv32"),
+    "date for float": ("lr_d = 1979-05-27\n", 2, "lr_d"),
+    "nan": ("lr_g = nan\n", 2, "lr_g: Input should be a finite number"),
+    "inf epochs": ("epochs = inf\n", 2, "epochs: Input should be a finite number"),
+    "steps and epochs": ("steps = 3\nepochs = 1.0\n", 2, "give steps or epochs, not both"),
+    "huge seed": ("seed = 18446744073709551615\n", 2, "seed: Input should be less than"),
+    "out in config": ('out = "/etc/evil"\n', 2, "sets 'out'"),
+    "not toml": ("arch = conv32 = 1\n", 2, "is not valid TOML"),
+    "deeply nested": ("a = " + "[" * 3000 + "]" * 3000 + "\n", 2, "nested too deeply"),
+    "unknown component option": ("[options.conv32]\nwdth = 8\n", 2, "conv32.wdth: unknown option"),
+    "options for unused component": ("[options.conv64]\nwidth = 8\n", 2, "does not use"),
+    "bad option value": ("[options.conv32]\nwidth = 2\n", 2, "conv32.width"),
+    "unknown arch": ('arch = "conv31"\n', 2, "unknown architecture 'conv31'"),
+    "unknown loss": ('loss = "wasserstein-ish"\n', 2, "unknown loss"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_FILES))
+def test_hostile_config_file(tmp_path, no_training, case):
+    text, code, message = CONFIG_FILES[case]
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    got, out = invoke("train", "--config", str(path), "--out", str(tmp_path / "run"))
+    assert (got, message in out) == (code, True), out
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was started
+
+
+def test_config_file_not_utf8_missing_or_a_folder(tmp_path, no_training):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'arch = "caf\xe9"\n')
+    assert invoke("train", "--config", str(bad))[0] == 2
+    code, out = invoke("train", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "does not exist" in out
+    code, out = invoke("train", "--config", str(tmp_path))
+    assert code == 2 and "cannot read config file" in out
+
+
+FLAGS = {
+    "negative lr": (["--lr-g", "-0.001"], "lr_g: Input should be greater than 0"),
+    "zero lr": (["--lr-d", "0"], "lr_d: Input should be greater than 0"),
+    "lr above 1": (["--lr-d", "5"], "lr_d"),
+    "nan lr": (["--lr-g", "nan"], "lr_g: Input should be a finite number"),
+    "batch size 0": (["--batch-size", "0"], "batch_size: Input should be greater than or equal to 1"),
+    "negative batch": (["--batch-size", "-8"], "batch_size"),
+    "steps 0": (["--steps", "0"], "steps"),
+    "epochs 0": (["--epochs", "0"], "epochs"),
+    "negative seed": (["--seed", "-1"], "seed"),
+    "ema 1": (["--ema-decay", "1"], "ema_decay"),
+    "real label 0": (["--real-label", "0"], "real_label"),
+    "keep 0": (["--keep-checkpoints", "0"], "keep_checkpoints"),
+    "checkpoint every 0": (["--checkpoint-every", "0"], "checkpoint_every"),
+    "unknown schedule": (["--sched", "nope-schedule"], "unknown schedule 'nope-schedule'"),
+    "unknown augmentation": (["--augment", "nope-aug"], "unknown augmentation 'nope-aug'"),
+    "bad -o form": (["-o", "width=8"], "COMPONENT.KEY=VALUE"),
+    "option out of range": (["-o", "conv32.dropout=1.5"], "conv32.dropout"),
+    "option wrong type": (["-o", "conv32.width=wide"], "conv32.width"),
+    "option inf": (["-o", "conv32.width=1e999"], "conv32.width"),
+    "deep JSON option": (["-o", "conv32.width=" + "[" * 5000], "conv32.width"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLAGS))
+def test_out_of_range_and_unknown_on_the_command_line(tmp_path, no_training, case):
+    args, message = FLAGS[case]
+    code, out = invoke("train", *TINY_ARGS, *args, "--out", str(tmp_path / "run"))
+    assert code == 2 and message in out, out
+
+
+def _std_options() -> list[tuple[str, str]]:
+    """(component, option) of every installed component option that is a noise std."""
+    found = []
+    for kind in KINDS:
+        for entry in get_registry().entries(kind):
+            for field in entry.cls.Options.model_fields:
+                if "std" in field.split("_") or field.endswith("std"):
+                    found.append((entry.name, field))
+    return found
+
+
+def test_negative_noise_std_is_refused(tmp_path, no_training):
+    options = _std_options()
+    if not options:
+        pytest.skip("no installed component has a noise std option yet (noise-anneal, issue 3)")
+    for component, field in options:
+        entry = get_registry().find_any(component)
+        flag = {"schedule": "--sched", "augment": "--augment", "loss": "--loss",
+                "arch": "--arch"}.get(entry.kind)
+        if flag is None:
+            continue
+        args = [flag, component, "-o", f"{component}.{field}=-0.5"]
+        code, out = invoke("train", *args, "--out", str(tmp_path / "run"))
+        assert code == 2 and f"{component}.{field}" in out, out
+
+
+# ------------------------------------------------------------------ foreign and damaged checkpoints
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two finished tiny runs of different architectures/options and one at 64 pixels."""
+    root = tmp_path_factory.mktemp("runs")
+    api.train(tiny_config(steps=2, checkpoint_every=1), out=root / "a", data=tiny_data())
+    api.train(tiny_config(steps=2, options={"conv32": {"width": 12, "latent_dim": 16}}),
+              out=root / "wider", data=tiny_data())
+    api.train({**tiny_config(steps=2), "arch": "conv64", "options": {"conv64": {"width": 4}}},
+              out=root / "c64", data=tiny_data(res=64))
+    return root
+
+
+def _fresh_copy(runs: Path, name: str, tmp_path: Path) -> Path:
+    dst = tmp_path / name
+    shutil.copytree(runs / name, dst)
+    return dst
+
+
+@pytest.mark.parametrize(("foreign", "message"), [
+    ("wider", "checkpoint is for conv32 with different options"),
+    ("c64", "checkpoint is for conv64"),
+])
+def test_checkpoint_of_another_architecture_or_resolution(tmp_path, runs, no_data_load, foreign,
+                                                          message):
+    run = _fresh_copy(runs, "a", tmp_path)
+    shutil.copy(RunDir(runs / foreign).step_checkpoint(2), RunDir(run).step_checkpoint(9))
+    code, out = invoke("train", "--resume", str(run), "--steps", "12")
+    assert code == 1 and message in out
+
+
+def test_truncated_safetensors_everywhere(tmp_path, runs, no_data_load):
+    run = _fresh_copy(runs, "a", tmp_path)
+    good = RunDir(run).step_checkpoint(2)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    code, out = invoke("sample", str(cut), "--out", str(tmp_path / "g.png"))
+    assert code == 1 and "damaged or truncated" in out
+    # Truncated newest checkpoint in a run: resume and sample use the previous one and say so.
+    good.write_bytes(good.read_bytes()[:-7])
+    with pytest.warns(UserWarning, match="skipped damaged checkpoint"):
+        code, out = invoke("sample", str(run), "--out", str(tmp_path / "s.png"))
+    assert code == 0 and "(step 1)" in out
+    code, out = invoke("train", "--resume", str(run), "--steps", "3")
+    assert code == 0 and "skipped damaged checkpoint" in out and "(step 1)" in out
+    # All checkpoints damaged: a clear error, nothing overwritten.
+    for _, path in RunDir(run).step_checkpoints():
+        path.write_bytes(path.read_bytes()[:100])
+    code, out = invoke("train", "--resume", str(run), "--steps", "5")
+    assert code == 1 and "no usable checkpoint" in out
+
+
+def test_checkpoint_naming_a_missing_architecture_or_with_unfitting_weights(tmp_path, runs):
+    tensors, meta = ckpt.load(RunDir(runs / "a").step_checkpoint(2))
+    ckpt.save(tmp_path / "alien.safetensors", tensors,
+              {**meta, "arch": {**meta["arch"], "name": "stylegan9", "distribution": "gan-zoo-x"}})
+    code, out = invoke("sample", str(tmp_path / "alien.safetensors"), "--out", str(tmp_path / "a.png"))
+    assert code == 1 and "needs architecture 'stylegan9'" in out and "pip install gan-zoo-x" in out
+    wider, _ = ckpt.load(RunDir(runs / "wider").step_checkpoint(2))
+    ckpt.save(tmp_path / "mixed.safetensors", wider, meta)  # conv32 width 8 meta, width 12 weights
+    code, out = invoke("sample", str(tmp_path / "mixed.safetensors"), "--out", str(tmp_path / "m.png"))
+    assert code == 1 and "weights do not fit conv32" in out
+
+
+def test_pickle_checkpoint_is_refused_with_a_conversion_hint(tmp_path):
+    for suffix in (".pt", ".pth", ".ckpt", ".pkl"):
+        path = tmp_path / f"model{suffix}"
+        path.write_bytes(b"\x80\x04K\x01.")
+        code, out = invoke("sample", str(path), "--out", str(tmp_path / "x.png"))
+        assert code == 1 and "never unpickles" in out and "safetensors.torch.save_file" in out
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path):
+    code, out = invoke("train", "--resume", str(tmp_path))
+    assert code == 2 and "is not a run directory" in out
+    code, out = invoke("train", "--resume", str(tmp_path), "--lr-g", "0.1")
+    assert code == 2 and "only --steps/--epochs/--device may change" in out
