@@ -25,7 +25,7 @@ def parse_value(text: str) -> Any:
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("none", "null"):
+    if lowered == "null":  # not "none": that is a legitimate choice value (d_norm=none)
         return None
     try:
         return json.loads(text)

@@ -102,3 +102,11 @@ def test_python_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "gan_zoo", "list", "arch"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "conv128" in result.stdout
+
+
+def test_option_value_none_is_a_string_choice(tmp_path, image_folder):
+    out = tmp_path / "n"
+    result = invoke("train", "--data", image_folder, "--steps", 1, "--batch-size", 4, "--out", out,
+                    "-o", "conv32.width=8", "-o", "conv32.d_norm=none", "-q")
+    assert result.exit_code == 0, result.output
+    assert 'd_norm = "none"' in (out / "config.toml").read_text()
