@@ -88,11 +88,11 @@ def test_truncation_at_many_lengths(tmp_path, original):
 
 
 @pytest.mark.slow
-def test_every_byte_flipped(tmp_path, original):
-    """Every byte of the file, with two masks in the header and one in the data."""
+def test_bytes_flipped_across_the_file(tmp_path, original):
+    """Every header byte (masks alternate); every 31st data byte (all of them took ~3 minutes)."""
     blob, header_end = original[0], original[3]
-    header = _sweep(tmp_path, original, [o for o in range(header_end) for _ in (0, 1)], [0x01, 0xFF])
-    data = _sweep(tmp_path, original, range(header_end, len(blob)), [0x04])
+    header = _sweep(tmp_path, original, range(header_end), [0x01, 0xFF])
+    data = _sweep(tmp_path, original, range(header_end, len(blob), 31), [0x04])
     assert data["verified"] == 0 and header["rejected"] > 0.9 * sum(header.values())
     print(f"every byte: header {header}, data {data}")
 
