@@ -28,10 +28,11 @@ from .errors import CheckpointError, UsageError
 from .images import atomic_save_image, grid, to_uint8
 from .interfaces import Generator
 from .options import validate_options
-from .plugins import get_registry, plugin_system
+from .plugins import get_registry, missing_component_message
 from .rundir import RunDir, default_run_dir, resolve_checkpoint
 from .tomlio import read_toml
 from .trainer import Callbacks, Trainer
+from .visual import live as live_plots
 
 __all__ = [
     "TrainResult", "build", "build_components", "load_checkpoint", "load_generator",
@@ -41,6 +42,7 @@ __all__ = [
 # Extension point for engine features that attach to the loop (evaluation, plots): each is
 # called with (trainer, callbacks) before training starts.
 CALLBACK_FACTORIES: list[Callable[[Trainer, Callbacks], None]] = []
+CALLBACK_FACTORIES.append(live_plots.attach)  # RUN/curves.png and RUN/evolution.png, kept current
 
 
 @dataclass
@@ -95,6 +97,12 @@ def prepare_training(
             raise UsageError(
                 f"output folder {str(run.path)!r} already holds a run; use --resume "
                 f"{str(run.path)!r} to continue it or choose another --out")
+    if loaded is not None:
+        # A component whose plugin is gone: name the package to install, not just the name.
+        for record in [{**loaded[1]["arch"], "kind": "arch"}, *loaded[1].get("components", [])]:
+            missing = missing_component_message(record, f"the run {str(resume)!r}")
+            if missing:
+                raise CheckpointError(missing)
     components = build_components(cfg)
     if data is None:
         data = load_dataset(cfg.data, components.arch.resolution)
@@ -146,15 +154,9 @@ def load_checkpoint(target: str | os.PathLike, which: str = "latest"
 def _arch_for(meta: dict[str, Any]):
     arch = meta["arch"]
     registry = get_registry()
-    if arch["name"] not in registry.names("arch"):
-        provider = arch.get("distribution") or arch.get("plugin") or "the providing plugin"
-        failed = plugin_system().infos.get(arch.get("plugin") or "")
-        why = f" (it is installed but failed to load: {failed.error})" if failed and failed.error \
-            else ""
-        raise CheckpointError(
-            f"this checkpoint needs architecture {arch['name']!r} from the package "
-            f"{provider!r} (version {arch.get('version')}), which is not available{why}. "
-            f"Install it with: pip install {provider}")
+    missing = missing_component_message({**arch, "kind": "arch"})
+    if missing:
+        raise CheckpointError(missing)
     cls = registry.get("arch", arch["name"])
     return cls(validate_options(cls.Options, arch["options"], arch["name"]))
 

@@ -33,6 +33,9 @@ class Component:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     Options: ClassVar[type[Options]] = NoOptions
+    # Small option values for the contract tests (gan_zoo.testing), e.g. {"width": 8} so an
+    # architecture's checks run in a second on a CPU; never used for training.
+    contract_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, options: Options | None = None):
         if options is None:

@@ -1,13 +1,18 @@
 """Plugin discovery: the pluggy manager, entry-point loading with isolation, the registry.
 
 Every plugin, built-in or third-party, is a module named by an entry point in the ``gan_zoo``
-group. A plugin that fails to import or raises inside a hook is reported once as a warning and
-marked failed; the rest keep working. ``GANZOO_PLUGINS`` (comma-separated plugin or
-distribution names) restricts which non-built-in plugins load; set but empty = built-ins only.
+group. A plugin that fails to import, declares a plugin API this gan-zoo does not support,
+implements a hook that does not exist, raises inside a hook or registers a name already taken
+is reported once as a PluginWarning and marked failed, with everything it registered withdrawn;
+the rest keep working. Built-in plugins load first, then the others sorted by distribution and
+entry-point name, so which of two colliding plugins fails never depends on installation order.
+``GANZOO_PLUGINS`` (comma-separated plugin or distribution names) restricts which non-built-in
+plugins load; set but empty = built-ins only.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import os
 import warnings
@@ -19,12 +24,18 @@ import pluggy
 
 from . import hookspecs
 from .errors import DuplicateComponentError
-from .interfaces import Component
-from .registry import Entry, Registry
+from .interfaces import KIND_TITLES, Component
+from .registry import Entry, InvalidNameError, Registry
 
 ENTRY_POINT_GROUP = "gan_zoo"
 BUILTIN_DISTRIBUTION = "gan-zoo"
 ENV_VAR = "GANZOO_PLUGINS"
+# The plugin API this gan-zoo implements (same number as gan_zoo.PLUGIN_API_VERSION), and the
+# versions whose plugins it still loads. A plugin module may declare the version it was written
+# for as a module attribute ``GANZOO_PLUGIN_API = 1``; without it, the current one is assumed.
+PLUGIN_API_VERSION = 1
+SUPPORTED_API_VERSIONS: tuple[int, ...] = (1,)
+API_ATTRIBUTE = "GANZOO_PLUGIN_API"
 
 
 class PluginWarning(UserWarning):
@@ -40,6 +51,7 @@ class PluginInfo:
     version: str | None
     module: str
     builtin: bool
+    api_version: int | None = None
     hooks: list[str] = field(default_factory=list)
     components: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
@@ -55,21 +67,33 @@ class PluginInfo:
             "version": self.version,
             "module": self.module,
             "builtin": self.builtin,
+            "api_version": self.api_version,
             "status": self.status,
             "error": self.error,
-            "hooks": self.hooks,
+            "hooks": sorted(set(self.hooks)),
             "components": [{"kind": k, "name": n} for k, n in self.components],
         }
 
 
-def _allowed(ep_name: str, dist: str | None) -> bool:
-    if dist == BUILTIN_DISTRIBUTION:
-        return True
+def _wanted() -> set[str] | None:
+    """Names allowed by GANZOO_PLUGINS; None when the variable is not set (everything loads)."""
     spec = os.environ.get(ENV_VAR)
     if spec is None:
+        return None
+    return {s.strip() for s in spec.split(",") if s.strip()}
+
+
+def _allowed(ep_name: str, dist: str | None, wanted: set[str] | None) -> bool:
+    if dist == BUILTIN_DISTRIBUTION or wanted is None:
         return True
-    wanted = {s.strip() for s in spec.split(",") if s.strip()}
     return ep_name in wanted or (dist is not None and dist in wanted)
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
 
 
 class PluginSystem:
@@ -83,32 +107,87 @@ class PluginSystem:
 
     # ---------------------------------------------------------------- loading
     def load_entry_points(self) -> None:
-        seen: set[str] = set()
+        """Import and register every allowed entry-point plugin; failures are isolated."""
+        wanted = _wanted()
+        found = []
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else None
-            version = ep.dist.version if ep.dist is not None else None
-            if ep.name in seen or not _allowed(ep.name, dist):
+            dist, version = _dist_of(ep)
+            found.append((dist != BUILTIN_DISTRIBUTION, dist or "", ep.name, ep, dist, version))
+        found.sort(key=lambda t: t[:3])
+        seen: set[str] = set()
+        for _, _, _, ep, dist, version in found:
+            if ep.name in seen or not _allowed(ep.name, dist, wanted):
                 continue
             seen.add(ep.name)
-            info = PluginInfo(
-                name=ep.name,
-                distribution=dist,
-                version=version,
-                module=ep.value,
-                builtin=dist == BUILTIN_DISTRIBUTION,
-            )
+            info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value,
+                              builtin=dist == BUILTIN_DISTRIBUTION)
             self.infos[ep.name] = info
             try:
                 module = ep.load()
-                self.pm.register(module, name=ep.name)
             except Exception as exc:  # isolation: one broken plugin must not stop the others
                 self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                continue
+            self._admit(module, info)
+        if wanted:
+            known = {n for n in seen} | {i.distribution for i in self.infos.values() if i.distribution}
+            for name in sorted(wanted - known):
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                warnings.warn(f"{ENV_VAR} names {name!r}, which is not an installed gan-zoo "
+                              f"plugin{hint}", PluginWarning, stacklevel=2)
+
+    def _admit(self, plugin: object, info: PluginInfo) -> bool:
+        """Check a plugin's API version and hooks and register it with pluggy."""
+        declared = getattr(plugin, API_ATTRIBUTE, PLUGIN_API_VERSION)
+        info.api_version = declared if isinstance(declared, int) else None
+        if declared not in SUPPORTED_API_VERSIONS:
+            newer = isinstance(declared, int) and declared > PLUGIN_API_VERSION
+            advice = ("upgrade gan-zoo or install an older release of the plugin" if newer
+                      else "upgrade the plugin")
+            self._fail(info, f"written for gan-zoo plugin API {declared!r}, but this gan-zoo "
+                             f"supports {', '.join(map(str, SUPPORTED_API_VERSIONS))}: {advice}")
+            return False
+        try:
+            self.pm.register(plugin, name=info.name)
+        except Exception as exc:  # pluggy rejects hook implementations with unknown arguments
+            self._fail(info, f"registration failed: {type(exc).__name__}: {exc}")
+            return False
+        unknown = self._unknown_hooks(info.name)
+        if unknown:
+            self.pm.unregister(name=info.name)
+            hooks = list(hookspecs.HOOK_KINDS)
+            parts = []
+            for hook in unknown:
+                close = difflib.get_close_matches(hook, hooks, n=1)
+                parts.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            self._fail(info, "implements unknown hook " + ", ".join(parts))
+            return False
+        return True
+
+    def _unknown_hooks(self, name: str) -> list[str]:
+        """Hooks the plugin implements that gan-zoo does not define (typos, newer APIs);
+        implementations marked ``optionalhook=True`` are allowed."""
+        plugin = self.pm.get_plugin(name)
+        out = []
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.spec is not None:
+                continue
+            impls = [i for i in caller.get_hookimpls() if i.plugin_name == name]
+            if any(not i.optionalhook for i in impls):
+                out.append(caller.name)
+        return sorted(out)
 
     def add_plugin(
         self, plugin: ModuleType | object, name: str, distribution: str | None = None,
         version: str | None = None,
     ) -> PluginInfo:
-        """Register a plugin object in-process (used by tests and by gan_zoo.testing)."""
+        """Register a plugin object in-process (used by tests and by gan_zoo.testing).
+
+        Unlike an installed plugin, a problem here raises at once (GanZooError for a name
+        collision, the plugin's own exception otherwise): the caller is a test that wants to
+        know."""
+        if name in self.infos:
+            raise ValueError(f"a plugin named {name!r} is already registered")
         info = PluginInfo(
             name=name,
             distribution=distribution,
@@ -117,8 +196,13 @@ class PluginSystem:
             builtin=False,
         )
         self.infos[name] = info
-        self.pm.register(plugin, name=name)
-        self._register_components(info)
+        try:
+            if not self._admit(plugin, info):
+                raise RuntimeError(f"plugin {name!r} rejected: {info.error}")
+            self._register_components(info, strict=True)
+        except BaseException:
+            self.remove_plugin(name)
+            raise
         return info
 
     def remove_plugin(self, name: str) -> None:
@@ -133,13 +217,18 @@ class PluginSystem:
         warnings.warn(f"gan-zoo plugin {info.name!r} skipped: {reason}", PluginWarning,
                       stacklevel=3)
 
+    def failures(self) -> dict[str, str]:
+        """Plugin name -> why it failed, for every plugin that did."""
+        return {n: i.error for n, i in self.infos.items() if i.error}
+
     # ---------------------------------------------------------------- registration
     def build(self) -> None:
         for info in list(self.infos.values()):
             if info.error is None:
                 self._register_components(info)
 
-    def _register_components(self, info: PluginInfo) -> None:
+    def _register_components(self, info: PluginInfo, strict: bool = False) -> None:
+        """Call each of the plugin's register_* hooks; on any error withdraw all it added."""
         plugin = self.pm.get_plugin(info.name)
         if plugin is None:
             return
@@ -154,23 +243,34 @@ class PluginSystem:
 
                 try:
                     impl.function(register=register)
-                except DuplicateComponentError:
-                    raise
                 except Exception as exc:
+                    if strict:
+                        raise
                     self.registry.remove_plugin(info.name)
                     info.components.clear()
-                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    self.pm.unregister(name=info.name)
+                    if isinstance(exc, DuplicateComponentError):
+                        self._fail(info, f"{hook_name}: {exc}")
+                    else:
+                        self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
                     return
 
     def _add(self, info: PluginInfo, kind: str, cls: type, hook_name: str) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Component)) or cls.kind != kind:
-            raise TypeError(f"{hook_name} expects {kind} component classes, got {cls!r}")
+            raise TypeError(f"{hook_name} expects {KIND_TITLES[kind]} classes (subclasses of "
+                            f"gan_zoo.{_BASES[kind]}), got {cls!r}")
         if not cls.name:
             raise TypeError(f"{cls.__qualname__} has no name")
-        entry = Entry(kind, cls.name, cls, info.name, info.distribution, info.version)
-        self.registry.add(entry)
+        try:
+            entry = Entry(kind, cls.name, cls, info.name, info.distribution, info.version)
+            self.registry.add(entry)
+        except InvalidNameError as exc:
+            raise TypeError(f"{cls.__qualname__}: {exc}") from None
         info.components.append((kind, cls.name))
 
+
+_BASES = {"arch": "Architecture", "loss": "Loss", "schedule": "Schedule",
+          "augment": "Augmentation", "metric": "Metric"}
 
 _SYSTEM: PluginSystem | None = None
 
@@ -199,3 +299,42 @@ def reset() -> None:
 def plugin_versions() -> dict[str, str | None]:
     """Plugin name -> version of its distribution, recorded in checkpoints."""
     return {name: info.version for name, info in plugin_system().infos.items() if not info.error}
+
+
+def component_record(kind: str, name: str) -> dict[str, Any]:
+    """Which plugin, distribution and version provide a component (saved in checkpoints)."""
+    entry = get_registry().entry(kind, name)
+    return {"kind": kind, "name": name, "plugin": entry.plugin,
+            "distribution": entry.distribution, "version": entry.version}
+
+
+def missing_component_message(record: dict[str, Any], what: str = "this checkpoint") -> str | None:
+    """The message for a checkpoint component whose plugin is not available, or None when it is.
+
+    ``record`` is a component_record() (or a checkpoint's ``arch`` section, which has the same
+    keys). The message names the package to install and, when the plugin is installed but
+    failed, why it failed."""
+    kind = record.get("kind", "arch")
+    name = record.get("name")
+    if not isinstance(name, str) or kind not in KIND_TITLES:
+        return None
+    system = plugin_system()
+    if name in system.registry.names(kind):
+        return None
+    package = record.get("distribution") or record.get("plugin")
+    version = record.get("version")
+    failed = system.infos.get(record.get("plugin") or "")
+    if failed is not None and failed.error:
+        why = f" Its plugin {failed.name!r} is installed but failed to load: {failed.error}."
+    elif os.environ.get(ENV_VAR) is not None and record.get("plugin") and (
+            record.get("distribution") != BUILTIN_DISTRIBUTION):
+        why = f" (If it is installed, {ENV_VAR}={os.environ[ENV_VAR]!r} may be excluding it.)"
+    else:
+        why = ""
+    if package:
+        pinned = f"{package}=={version}" if version else package
+        return (f"{what} needs the {KIND_TITLES[kind]} {name!r} from the package {package!r}"
+                f"{f' version {version}' if version else ''}, which is not installed.{why} "
+                f"Install it with: pip install '{pinned}'")
+    return (f"{what} needs the {KIND_TITLES[kind]} {name!r}, which no installed plugin "
+            f"provides.{why}")

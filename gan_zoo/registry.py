@@ -1,13 +1,37 @@
-"""The component registry: names to classes, per kind, with the plugin that provided each."""
+"""The component registry: names to classes, per kind, with the plugin that provided each.
+
+Names are global: one name means one component whatever its kind, because options are
+addressed by name alone (``-o NAME.key=value``, ``[options.NAME]``) and ``ganzoo show NAME``
+looks a name up across kinds. A second registration of a name, in any kind, is an error that
+names both plugins.
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass
 
 from .errors import DuplicateComponentError, UnknownComponentError
 from .interfaces import KIND_TITLES, KINDS, Component
+
+# Lower case, digits and hyphens (underscores tolerated), starting with a letter: names are
+# typed on command lines and used as TOML keys and file-name parts.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+class InvalidNameError(ValueError):
+    """A component name that breaks the naming rules (see docs/plugins.md)."""
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` if it follows the naming rules, else raise InvalidNameError."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidNameError(
+            f"invalid component name {name!r}: use 1-64 characters, lower-case letters, digits, "
+            "'-' or '_', starting with a letter (for example 'resgan' or 'noise-anneal')")
+    return name
 
 
 @dataclass(frozen=True)
@@ -23,18 +47,22 @@ class Entry:
 
 
 class Registry:
-    """All components by kind and name. Names are global within a kind."""
+    """All components by kind and name. Names are global across kinds."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
     def add(self, entry: Entry) -> None:
-        table = self._entries[entry.kind]
-        if entry.name in table:
-            raise DuplicateComponentError(
-                KIND_TITLES[entry.kind], entry.name, table[entry.name].plugin, entry.plugin
-            )
-        table[entry.name] = entry
+        check_name(entry.name)
+        if entry.kind not in self._entries:
+            raise ValueError(f"unknown component kind {entry.kind!r}; kinds: {', '.join(KINDS)}")
+        other = self.find_any(entry.name)
+        if other is not None:
+            title = KIND_TITLES[entry.kind]
+            if other.kind != entry.kind:
+                title = f"{title} (already used by the {KIND_TITLES[other.kind]})"
+            raise DuplicateComponentError(title, entry.name, other.plugin, entry.plugin)
+        self._entries[entry.kind][entry.name] = entry
 
     def remove_plugin(self, plugin: str) -> None:
         """Forget everything one plugin registered (used when its hook fails half-way)."""
@@ -76,3 +104,7 @@ class Registry:
 
     def all_names(self) -> list[str]:
         return sorted({n for table in self._entries.values() for n in table})
+
+    def by_plugin(self, plugin: str) -> list[Entry]:
+        """Everything one plugin registered."""
+        return [e for e in self.entries() if e.plugin == plugin]

@@ -31,7 +31,7 @@ from .errors import CheckpointError, GanZooError, UsageError
 from .images import from_uint8, save_grid
 from .interfaces import TrainState
 from .knobs import default_knobs
-from .plugins import get_registry, plugin_versions
+from .plugins import component_record, get_registry, plugin_versions
 from .rundir import RunDir
 
 DEFAULT_STEPS = 1500
@@ -207,12 +207,19 @@ class Trainer:
             with self._autocast():
                 real_logits = D(real_in).float()
                 loss_r = loss_fn.real_loss(real_logits, cfg.real_label)
+            # Regularizers go with the update that sees their images: R1 (real images) with the
+            # real update, the loss's penalty (real and fake, e.g. wgan-gp) with the fake one.
+            if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+                loss_r = loss_r + self._r1(real_in) * cfg.r1_every
             self.scaler.scale(loss_r).backward()
             self.scaler.step(self.opt_d)
             self.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
                 fake_logits = D(fake_in).float()
                 loss_f = loss_fn.fake_loss(fake_logits)
+                penalty = loss_fn.penalty(D, real_in, fake_in)
+                if penalty is not None:
+                    loss_f = loss_f + penalty
             self.scaler.scale(loss_f).backward()
             self.scaler.step(self.opt_d)
             self.scaler.update()
@@ -373,6 +380,10 @@ class Trainer:
                 "resolution": self.c.arch.resolution,
             },
             "plugins": plugin_versions(),
+            # Who provides every component in use, so a resume without the plugin names it.
+            "components": [component_record(kind, c.name) for kind, group in (
+                ("loss", [self.c.loss]), ("schedule", self.c.schedules),
+                ("augment", self.c.augments)) for c in group],
             "has_ema": self.G_ema is not None,
             "sampler": sampler,
             "opt_g_groups": groups_g,
