@@ -160,6 +160,7 @@ class _ConvArchitecture(Architecture):
 
     _resolution: ClassVar[int] = 0
     Options = ConvOptions
+    contract_options: ClassVar[dict] = {"width": 8, "latent_dim": 16}  # fast contract tests
 
     @property
     def resolution(self) -> int:
