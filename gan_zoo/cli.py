@@ -14,7 +14,7 @@ from .config import load_config_file, merge_options
 from .errors import GanZooError
 from .interfaces import KIND_TITLES, KINDS
 from .options import describe_options, parse_assignments
-from .plugins import get_registry, plugin_system
+from .plugins import get_registry, install_warning_format, plugin_system
 
 KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
                 **{v + "s": k for k, v in KIND_TITLES.items()}, "archs": "arch",
@@ -272,4 +272,5 @@ def plugins(as_json: bool) -> None:
 
 
 def main() -> None:
+    install_warning_format()
     cli(prog_name="ganzoo")

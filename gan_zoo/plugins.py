@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as md
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -129,7 +130,7 @@ class PluginSystem:
                 continue
             self._admit(module, info)
         if wanted:
-            known = {n for n in seen} | {i.distribution for i in self.infos.values() if i.distribution}
+            known = {t[2] for t in found} | {t[4] for t in found if t[4]}
             for name in sorted(wanted - known):
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -338,3 +339,21 @@ def missing_component_message(record: dict[str, Any], what: str = "this checkpoi
                 f"Install it with: pip install '{pinned}'")
     return (f"{what} needs the {KIND_TITLES[kind]} {name!r}, which no installed plugin "
             f"provides.{why}")
+
+
+def install_warning_format() -> None:
+    """Show PluginWarnings on the command line as one "Warning: ..." line, without the file
+    and source line Python adds (they point into gan-zoo, not at the broken plugin)."""
+    original = warnings.showwarning
+    if getattr(original, "_ganzoo", False):
+        return
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, PluginWarning):
+            print(f"Warning: {message}", file=file or sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    show._ganzoo = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
