@@ -476,7 +476,9 @@ def check_augmentation(cls: type[Augmentation], options: dict[str, Any] | None =
     if cls.applies_to == "both":
         xg = x.clone().requires_grad_(True)
         torch.manual_seed(1)
-        (aug(xg, 1.0) * torch.linspace(-1, 1, x.numel()).view_as(x)).sum().backward()
+        out = aug(xg, 1.0)
+        if out.requires_grad:
+            (out * torch.linspace(-1, 1, x.numel()).view_as(x)).sum().backward()
         if xg.grad is None or not torch.isfinite(xg.grad).all() or not xg.grad.any():
             raise _fail(cls, "applies_to='both' but gradients do not reach the generator's "
                              "images")
