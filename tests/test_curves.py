@@ -43,11 +43,13 @@ def test_series_replaces_history_logged_again_after_rollback():
 
 def test_evaluation_records_become_metrics_with_best():
     records = [_train_record(s) for s in range(1, 7)]
-    records += [{"step": 2, "event": "eval", "fid": 80.0, "n": 500, "seconds": 3.0},
-                {"step": 4, "event": "eval", "fid": 55.0, "n": 500, "seconds": 3.0},
+    records += [{"step": 2, "event": "eval", "metric": "fid", "fid": 80.0, "fid_n": 500,
+                 "best": True, "eval_seconds": 3.0},
+                {"step": 4, "event": "fid", "fid": 55.0, "n": 500, "max_real": 1000,
+                 "seconds": 3.0, "weights": "x.pt"},
                 {"step": 6, "metric": "fid", "value": 61.0, "n": 500}]
     s = series_from_records(records)
-    assert set(s.evals) == {"fid"}  # n and seconds are bookkeeping
+    assert set(s.evals) == {"fid"}  # counts, timings and flags are bookkeeping
     assert s.evals["fid"][0].tolist() == [2, 4, 6]
     assert s.best("fid") == (4, 55.0)  # lower is better for FID
     assert s.last("fid") == 61.0

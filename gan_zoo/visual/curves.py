@@ -23,7 +23,9 @@ TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_p
 # Numbers in evaluation records that are bookkeeping, not quality values.
 NOT_METRICS = {"step", "epoch", "time", "seconds", "elapsed", "n", "n_samples", "num_samples",
                "samples", "lr_factor", "rollbacks", "patience", "best_step", "bad_evals",
-               "evals_without_improvement"}
+               "evals_without_improvement", "max_real", "eval_seconds"}
+# Extras beside a headline value: sample counts, spreads, thresholds, timings.
+NOT_METRIC_SUFFIXES = ("_n", "_n_real", "_std", "_threshold", "_seconds", "_time", "_samples")
 # Knobs drawn in the learning-rate panel rather than the knob panel.
 LR_KNOBS = ("lr_g_scale", "lr_d_scale")
 
@@ -135,7 +137,7 @@ def series_from_records(records: Iterable[dict[str, Any]], name: str = "run",
         for key, value in record.items():
             if not _is_number(value) or key in NOT_METRICS or key.startswith("knob."):
                 continue
-            if key.endswith(("_n", "_seconds", "_time", "_samples")):
+            if key.endswith(NOT_METRIC_SUFFIXES):
                 continue
             # {"metric": "fid", "value": 41.0} names the value by its metric
             label = str(record["metric"]) if key == "value" and prefix else key
