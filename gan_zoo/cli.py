@@ -15,6 +15,7 @@ from .errors import GanZooError
 from .interfaces import KIND_TITLES, KINDS
 from .options import describe_options, parse_assignments
 from .plugins import get_registry, install_warning_format, plugin_system
+from .report import report_command
 
 KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
                 **{v + "s": k for k, v in KIND_TITLES.items()}, "archs": "arch",
@@ -269,6 +270,9 @@ def plugins(as_json: bool) -> None:
         if info["components"]:
             names = ", ".join(f"{c['name']} ({c['kind']})" for c in info["components"])
             click.echo(f"    components: {names}")
+
+
+cli.add_command(report_command)
 
 
 def main() -> None:
