@@ -10,11 +10,12 @@ from typing import Any
 import click
 
 from . import __version__, api
-from .config import load_config_file, merge_options
+from .config import merge_options
 from .errors import GanZooError
 from .interfaces import KIND_TITLES, KINDS
 from .options import describe_options, parse_assignments
 from .plugins import get_registry, install_warning_format, plugin_system
+from .recipes import recipes_command, start_values
 from .report import report_command
 
 KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
@@ -95,6 +96,7 @@ def _progress_printer(quiet: bool):
 @click.option("--out", type=click.Path(), help="Run directory (default runs/ARCH-TIME).")
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--config", "config_file", type=click.Path(), help="TOML config file.")
+@click.option("--recipe", help="Recipe name or TOML file (`ganzoo recipes`); flags override it.")
 @click.option("--resume", type=click.Path(), help="Continue the run in this directory.")
 @click.option("--checkpoint-every", type=int, help="Save a checkpoint every N steps.")
 @click.option("--sample-every", type=int, help="Save a sample grid every N steps.")
@@ -126,7 +128,8 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
             raise click.UsageError(
                 "--resume continues a run with its saved config; only --steps/--epochs/--device "
                 "may change (start a new run to change anything else)")
-    values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    recipe = flags.pop("recipe", None)  # after the --resume check, which refuses it
+    values: dict[str, Any] = start_values(config_file, recipe, flags.get("arch"))
     for key, value in flags.items():
         if value is None or value == ():
             continue
@@ -273,6 +276,7 @@ def plugins(as_json: bool) -> None:
 
 
 cli.add_command(report_command)
+cli.add_command(recipes_command)
 
 
 def main() -> None:
