@@ -26,6 +26,7 @@ from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
 from .errors import CheckpointError, UsageError
 from .images import atomic_save_image, grid, to_uint8
+from .evaluation import during_training as eval_during_training
 from .interfaces import Generator
 from .options import validate_options
 from .plugins import get_registry, missing_component_message
@@ -33,6 +34,7 @@ from .rundir import RunDir, default_run_dir, resolve_checkpoint
 from .tomlio import read_toml
 from .trainer import Callbacks, Trainer
 from .visual import live as live_plots
+from .visual import tensorboard as tensorboard_log
 
 __all__ = [
     "TrainResult", "build", "build_components", "load_checkpoint", "load_generator",
@@ -43,7 +45,9 @@ __all__ = [
 # called with (trainer, callbacks) before training starts.
 CALLBACK_FACTORIES: list[Callable[[Trainer, Callbacks], None]] = []
 CALLBACK_FACTORIES.append(live_plots.attach)  # RUN/curves.png and RUN/evolution.png, kept current
+CALLBACK_FACTORIES.append(tensorboard_log.attach)  # --tensorboard: RUN/tensorboard event files
 
+CALLBACK_FACTORIES.append(eval_during_training.attach)  # --eval-every: metric, best checkpoint
 
 @dataclass
 class TrainResult:

@@ -33,6 +33,8 @@ class Components:
 def build_components(config: TrainConfig) -> Components:
     opts = config.options
     used = [config.arch, config.loss, *config.schedules, *config.augment]
+    if config.eval_every is not None:  # the metric is built by the evaluation callback
+        used.append(config.metric)
     for kind, names in (("schedule", config.schedules), ("augment", config.augment)):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:

@@ -66,6 +66,20 @@ class TrainConfig(Options):
     nonfinite_retries: int = Field(
         3, ge=1, le=100, description="rollback: give up after this many rollbacks in one run")
     sample_grid: int = Field(64, ge=1, le=1024, description="images in each sample grid")
+    tensorboard: bool = Field(
+        False, description="also write TensorBoard event files (scalars and sample grids) to "
+        "RUN/tensorboard; needs the extra: pip install 'gan-zoo[tensorboard]'")
+    sync_bn: bool = Field(
+        False, description="distributed runs: batch norm statistics over the global batch "
+        "(SyncBatchNorm, CUDA only) instead of each process's share; no effect in one process")
+    eval_every: int | None = Field(
+        None, ge=1, description="evaluate `metric` every this many steps (and at the end), log it "
+        "and keep checkpoints/best.safetensors; null = never")
+    metric: str = Field(
+        "fid", description="metric for eval_every (see `ganzoo list metric`); its options: "
+        "-o NAME.key=value, e.g. -o fid.n=500")
+    early_stop_patience: int | None = Field(
+        None, ge=1, description="stop after this many evaluations without improvement; null = never")
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="component options: {component name: {key: value}}")
 

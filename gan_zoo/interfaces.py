@@ -212,3 +212,7 @@ class Metric(Component):
 
     @abstractmethod
     def evaluate(self, context: Any) -> dict[str, float]: ...
+
+    def prepare(self, context: Any) -> None:  # noqa: B027
+        """Called once before training with --eval-every: load models now, so missing weights
+        fail at the start instead of at the first evaluation (context: an EvalContext)."""

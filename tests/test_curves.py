@@ -117,6 +117,7 @@ def test_training_keeps_curves_and_evolution_in_the_run(tmp_path, image_folder):
     series = load_run(run)
     assert series.train["loss_d"][0].tolist() == [1, 2, 3, 4]
     assert series.config["arch"] == "conv32"
+    assert not (run / "tensorboard").exists()  # only with --tensorboard
 
 
 def test_live_plots_redraw_after_each_grid(tmp_path, image_folder, monkeypatch):

