@@ -25,8 +25,8 @@ from .assembly import build, build_components
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
 from .errors import CheckpointError, UsageError
-from .images import atomic_save_image, grid, to_uint8
 from .evaluation import during_training as eval_during_training
+from .images import atomic_save_image, grid, to_uint8
 from .interfaces import Generator
 from .options import validate_options
 from .plugins import get_registry, missing_component_message
@@ -46,8 +46,8 @@ __all__ = [
 CALLBACK_FACTORIES: list[Callable[[Trainer, Callbacks], None]] = []
 CALLBACK_FACTORIES.append(live_plots.attach)  # RUN/curves.png and RUN/evolution.png, kept current
 CALLBACK_FACTORIES.append(tensorboard_log.attach)  # --tensorboard: RUN/tensorboard event files
-
 CALLBACK_FACTORIES.append(eval_during_training.attach)  # --eval-every: metric, best checkpoint
+
 
 @dataclass
 class TrainResult:

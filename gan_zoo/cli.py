@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from . import __version__, api, distributed, fid_command
+from . import __version__, api, fid_command
 from .config import merge_options
 from .errors import GanZooError
 from .interfaces import KIND_TITLES, KINDS
@@ -116,16 +116,16 @@ def _progress_printer(quiet: bool):
               help="On a NaN/inf loss or weight: stop, or roll back and lower the learning rates.")
 @click.option("--tensorboard/--no-tensorboard", default=None,
               help="Also log to RUN/tensorboard (pip install 'gan-zoo[tensorboard]').")
+@click.option("--eval-every", type=int, help="Evaluate --metric every N steps; keeps the best checkpoint.")
+@click.option("--metric", help="Metric for --eval-every (`ganzoo list metric`; default fid).")
+@click.option("--early-stop-patience", type=int,
+              help="Stop after this many evaluations without improvement.")
 @click.option("-o", "--option", "option_items", multiple=True, metavar="COMPONENT.KEY=VALUE",
               help="Component option, e.g. -o conv64.dropout=0.2; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(config_file: str | None, resume: str | None, option_items: tuple[str, ...],
           quiet: bool, out: str | None, **flags: Any) -> None:
     """Train a GAN. With no arguments: conv32 on the built-in shapes dataset."""
-@click.option("--eval-every", type=int, help="Evaluate --metric every N steps; keeps the best checkpoint.")
-@click.option("--metric", help="Metric for --eval-every (`ganzoo list metric`; default fid).")
-@click.option("--early-stop-patience", type=int,
-              help="Stop after this many evaluations without improvement.")
     steps, epochs = flags.get("steps"), flags.get("epochs")
     if resume:
         others = [k for k, v in flags.items() if v not in (None, ()) and k not in
@@ -285,7 +285,9 @@ cli.add_command(report_command)
 cli.add_command(recipes_command)
 
 
+cli.add_command(fid_command.fid)
+
+
 def main() -> None:
     install_warning_format()
     cli(prog_name="ganzoo")
-cli.add_command(fid_command.fid)
