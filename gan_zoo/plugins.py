@@ -211,10 +211,12 @@ class PluginSystem:
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
         self.registry.remove_plugin(name)
+        self.registry.failed_plugins.pop(name, None)
         self.infos.pop(name, None)
 
     def _fail(self, info: PluginInfo, reason: str) -> None:
         info.error = reason
+        self.registry.failed_plugins[info.name] = reason
         warnings.warn(f"gan-zoo plugin {info.name!r} skipped: {reason}", PluginWarning,
                       stacklevel=3)
 

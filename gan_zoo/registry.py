@@ -51,6 +51,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        # Plugin name -> why it failed; an unknown name may be one of theirs, so say so.
+        self.failed_plugins: dict[str, str] = {}
 
     def add(self, entry: Entry) -> None:
         check_name(entry.name)
@@ -76,7 +78,12 @@ class Registry:
             known = sorted(table)
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             close += [k for k in known if name and name in k and k not in close][: 3 - len(close)]
-            raise UnknownComponentError(KIND_TITLES[kind], name, known, close)
+            error = UnknownComponentError(KIND_TITLES[kind], name, known, close)
+            if self.failed_plugins:
+                failed = ", ".join(sorted(self.failed_plugins))
+                error.args = (f"{error} (plugins that failed to load: {failed}; see `ganzoo "
+                              "plugins`)",)
+            raise error
         return table[name]
 
     def get(self, kind: str, name: str) -> type[Component]:

@@ -23,7 +23,7 @@ from gan_zoo import api, plugins
 from gan_zoo.assembly import build_components
 from gan_zoo.cli import cli
 from gan_zoo.config import make_config
-from gan_zoo.errors import CheckpointError, DuplicateComponentError
+from gan_zoo.errors import CheckpointError, DuplicateComponentError, UnknownComponentError
 from gan_zoo.plugins import ENV_VAR, PluginSystem, PluginWarning, get_registry, plugin_system
 from gan_zoo.testing import ganzoo_plugin, registered_plugin  # noqa: F401 (fixture)
 
@@ -201,6 +201,8 @@ def test_list_and_train_keep_working_with_a_broken_plugin(site):
         assert listed.exit_code == 0
         rows = {r["name"]: r for r in json.loads(listed.output)}
         assert rows["good-loss"]["distribution"] == "ganzoo-good" and "half" not in rows
+        with pytest.raises(UnknownComponentError, match=r"failed to load: broken; see `ganzoo"):
+            build_components(make_config({"loss": "half"}))
         components = build_components(make_config({"loss": "good-loss"}))
         assert components.loss.name == "good-loss" and components.arch.name == "conv32"
     finally:
