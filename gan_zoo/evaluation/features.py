@@ -70,7 +70,7 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"expected (N, H, W, 3) uint8 images, got {images.dtype} {images.shape}")
         size = self.input_size
         if size is None or self.resize is None or images.shape[1:3] == (size, size):
-            return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+            return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()  # a writable copy
         if self.resize == "clean":
             from cleanfid.resize import build_resizer  # clean-fid's own resizer: same numbers
 
@@ -79,7 +79,7 @@ class FeatureExtractor(nn.Module):
                 out = list(pool.map(fn, images))
             return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
         if self.resize == "legacy_pytorch":
-            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+            x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
             return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 255)
         raise ValueError(f"unknown resize {self.resize!r}")
 
@@ -138,7 +138,9 @@ class InceptionExtractor(FeatureExtractor):
 
     @property
     def device(self) -> torch.device:
-        return next(self.module.parameters()).device
+        for t in (*self.module.parameters(), *self.module.buffers()):
+            return t.device
+        return torch.device("cpu")
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "legacy_tensorflow":
