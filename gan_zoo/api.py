@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
+from . import distributed
 from .assembly import build, build_components
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
@@ -60,19 +61,10 @@ class TrainResult:
     trainer: Trainer
 
 
-def prepare_training(
-    config: TrainConfig | dict[str, Any] | None = None,
-    *,
-    out: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    steps: int | None = None,
-    epochs: float | None = None,
-    callbacks: Callbacks | None = None,
-    data: ImageArray | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Trainer:
-    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory)."""
-    log = log or (lambda msg: None)
+def _open_run(config: TrainConfig | dict[str, Any] | None, out: str | os.PathLike | None,
+              resume: str | os.PathLike | None, steps: int | None, epochs: float | None,
+              log: Callable[[str], None]) -> tuple[TrainConfig, RunDir, tuple[dict, dict] | None]:
+    """The config, run directory and (on resume) checkpoint of the run to train."""
     loaded: tuple[dict, dict] | None = None
     if resume is not None:
         run = RunDir(resume)
@@ -101,6 +93,29 @@ def prepare_training(
             raise UsageError(
                 f"output folder {str(run.path)!r} already holds a run; use --resume "
                 f"{str(run.path)!r} to continue it or choose another --out")
+    return cfg, run, loaded
+
+
+def prepare_training(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    callbacks: Callbacks | None = None,
+    data: ImageArray | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Trainer:
+    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory)."""
+    log = log or (lambda msg: None)
+    dist = distributed.setup()  # single-process unless started by torchrun
+    if not dist.is_main:
+        log = lambda msg: None  # noqa: E731 -- rank 0 reports for every rank
+    # Rank 0 opens the run; the other ranks get its config, directory and checkpoint (they may
+    # be on machines that cannot see rank 0's disk).
+    cfg, run, loaded = dist.on_main(lambda: _open_run(config, out, resume, steps, epochs, log))
+    dist.check_same("configuration", cfg.model_dump(mode="json"))
     if loaded is not None:
         # A component whose plugin is gone: name the package to install, not just the name.
         for record in [{**loaded[1]["arch"], "kind": "arch"}, *loaded[1].get("components", [])]:
@@ -109,14 +124,18 @@ def prepare_training(
                 raise CheckpointError(missing)
     components = build_components(cfg)
     if data is None:
-        data = load_dataset(cfg.data, components.arch.resolution)
+        # One rank per machine decodes the images into the cache first, the others then read it.
+        data = dist.main_first(lambda: load_dataset(cfg.data, components.arch.resolution))
         if data.skipped:
             log(f"skipped {data.skipped} unreadable file(s) in {data.source}")
-    run.create()
-    trainer = Trainer(cfg, components, data, run, callbacks)
+    if dist.is_main:  # rank 0 alone writes the run directory
+        run.create()
+    trainer = Trainer(cfg, components, data, run if dist.is_main else None, callbacks)
     trainer.notify = log
     if loaded is not None:
         trainer.load_state(*loaded)
+    if not dist.is_main:
+        return trainer  # evaluation, plots and other run-directory writers live on rank 0
     if resume is not None:
         run.rewind_metrics(trainer.step)  # steps after the checkpoint are run (and logged) again
     # The resolved config (with the total steps fixed) reruns the same training.

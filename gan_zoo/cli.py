@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
-from . import __version__, api, fid_command
+from . import __version__, api, distributed, fid_command
 from .config import merge_options
 from .errors import GanZooError
 from .interfaces import KIND_TITLES, KINDS
@@ -31,11 +32,16 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
 class GanZooGroup(click.Group):
     """Turns gan-zoo's user errors into one message and an exit code, never a traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["ganzoo.argv"] = list(args)  # `train --nproc N` relaunches this command line
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GanZooError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            if not getattr(exc, "quiet", False):  # quiet: already reported by rank 0
+                click.echo(f"{distributed.current().prefix()}Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             # The environment, not a bug: a full disk, a read-only or forbidden folder.
@@ -122,9 +128,16 @@ def _progress_printer(quiet: bool):
               help="Stop after this many evaluations without improvement.")
 @click.option("-o", "--option", "option_items", multiple=True, metavar="COMPONENT.KEY=VALUE",
               help="Component option, e.g. -o conv64.dropout=0.2; repeatable.")
+@click.option("--nproc", type=click.IntRange(1, 4096),
+              help="Train with N processes on this machine (torchrun; one per GPU on CUDA).")
+@click.option("--sync-bn", is_flag=True, default=None,
+              help="With several processes: batch norm over the global batch (CUDA).")
+@click.option("--dist-timeout", type=click.FloatRange(min=1),
+              help="Seconds a process waits for the others before failing (default 1800).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(config_file: str | None, resume: str | None, option_items: tuple[str, ...],
-          quiet: bool, out: str | None, **flags: Any) -> None:
+          quiet: bool, out: str | None, nproc: int | None, dist_timeout: float | None,
+          **flags: Any) -> None:
     """Train a GAN. With no arguments: conv32 on the built-in shapes dataset."""
     steps, epochs = flags.get("steps"), flags.get("epochs")
     if resume:
@@ -145,6 +158,11 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     if option_items:
         values["options"] = merge_options(values.get("options", {}), parse_assignments(option_items))
     echo = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    if dist_timeout is not None:  # read when joining the process group; inherited by --nproc's
+        os.environ[distributed.TIMEOUT_ENV] = str(dist_timeout)
+    if nproc is not None and nproc > 1 and not distributed.launched():
+        _launch(nproc, values, resume, out, echo)
+        return
     prog, update = _progress_printer(quiet)
     if resume:
         trainer = api.prepare_training(resume=resume, steps=steps, epochs=epochs, log=echo)
@@ -152,11 +170,16 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
             raise click.UsageError("--device cannot change on resume yet")
     else:
         trainer = api.prepare_training(values, out=out, log=echo)
+    if trainer.run is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        sys.exit(130 if trainer.train(None)["stopped"] in ("SIGINT", "SIGTERM") else 0)
     cfg = trainer.config
     echo(f"run directory: {trainer.run.path}")
     echo(f"{cfg.arch} on {trainer.data.source} ({len(trainer.data)} images, "
          f"{trainer.data.resolution}px), {trainer.total_steps} steps of batch {cfg.batch_size}, "
          f"loss {cfg.loss}, device {trainer.device.type}, {cfg.precision}")
+    if trainer.dist.active:
+        echo(f"distributed: {trainer.dist.world_size} processes ({trainer.dist.backend}), "
+             f"{trainer.sampler.local_batch} images per process per step")
     if prog is not None:
         with prog:
             summary = trainer.train(update)
@@ -170,6 +193,33 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         echo(f"stopped early at step {summary['step']}: {summary['stopped']}")
     echo(f"done: {summary['step']} steps in {summary['seconds']:.0f}s; samples: "
          f"{trainer.run.path / 'samples.png'}")
+
+
+def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | None,
+            echo: Any) -> None:
+    """`train --nproc N`: check the run once here, then start N copies of this command through
+    torchrun's launcher (each joins the process group; rank 0 prints and writes)."""
+    from .assembly import build_components
+    from .config import make_config
+    from .rundir import RunDir, default_run_dir
+    from .tomlio import read_toml
+
+    argv = distributed.strip_nproc(click.get_current_context().meta["ganzoo.argv"])
+    if resume:
+        run = RunDir(resume)
+        if not run.config_path.exists():
+            raise GanZooError(f"--resume {resume!r} is not a run directory (no config.toml)")
+        cfg = make_config(read_toml(run.config_path), f"config of run {resume!r}")
+        run_dir = resume
+    else:
+        cfg = make_config(values)
+        build_components(cfg)
+        run_dir = out or str(default_run_dir(cfg.arch))
+        if out is None:  # one name for every process, chosen here
+            argv += ["--out", run_dir]
+    distributed.per_rank_batch(cfg.batch_size, nproc)
+    echo(f"starting {nproc} processes (torchrun, standalone)")
+    distributed.launch(nproc, argv, run_dir)
 
 
 # ---------------------------------------------------------------------------- sample

@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .builtin_data import BUILTIN_NAME, BUILTIN_SIZE, make_shapes
+from .distributed import per_rank_batch
 from .errors import DataError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -224,11 +225,17 @@ def load_dataset(data: str | None, resolution: int) -> ImageArray:
 class EpochSampler:
     """Shuffled batches without replacement, reshuffled each epoch; the last partial batch is
     dropped. Its state (epoch, position, generator state) is saved in checkpoints, so a
-    resumed run draws exactly the batches an uninterrupted run would."""
+    resumed run draws exactly the batches an uninterrupted run would.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    Distributed: every rank draws the same global order and takes slice `rank` of each global
+    batch (batch_size / world_size images), so ranks never overlap within an epoch and the
+    state does not depend on the world size (a run can resume on another number of ranks)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size > n:
             raise DataError(f"batch size {batch_size} is larger than the dataset ({n} images)")
+        self.local_batch = per_rank_batch(batch_size, world_size)
+        self.rank, self.world_size = rank, world_size
         self.n, self.batch_size = n, batch_size
         self.rng = torch.Generator().manual_seed(seed)
         self.epoch, self.pos = 0, 0
@@ -245,7 +252,8 @@ class EpochSampler:
             self.pos = 0
             self._epoch_rng_state = self.rng.get_state()
             self._perm = torch.randperm(self.n, generator=self.rng)
-        idx = self._perm[self.pos : self.pos + self.batch_size]
+        start = self.pos + self.rank * self.local_batch
+        idx = self._perm[start : start + self.local_batch]
         self.pos += self.batch_size
         return idx
 

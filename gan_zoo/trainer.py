@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import __version__
+from . import __version__, distributed
 from . import checkpoint as ckpt
 from .assembly import Components
 from .config import TrainConfig
@@ -85,6 +85,8 @@ class Trainer:
         self.config, self.c, self.data, self.run = config, components, data, run
         self.callbacks = callbacks or Callbacks()
         self.device = resolve_device(config.device)
+        self.dist = distributed.setup()  # single-process unless started by torchrun
+        self.device = self.dist.device_for(self.device)
         if config.precision == "fp16" and self.device.type != "cuda":
             raise UsageError("--precision fp16 needs CUDA; use bf16 on CPU")
         arch = components.arch
@@ -98,15 +100,24 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.G = arch.build_generator().to(self.device)
         self.D = arch.build_discriminator().to(self.device)
+        # Distributed: G_train/D_train are DDP wrappers for the forwards whose gradients are
+        # averaged over ranks; the EMA, samples, checkpoints and the G step's D use G and D.
+        self.G = self.dist.prepare(self.G, config.sync_bn, self.device)
+        self.D = self.dist.prepare(self.D, config.sync_bn, self.device)
+        self.G_train = self.dist.wrap(self.G, self.device)
+        self.D_train = self.dist.wrap(self.D, self.device)
+        self._pending_nonfinite: NonFiniteError | None = None
         self.G_ema = self._make_ema() if config.ema_decay > 0 else None
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g,
                                       betas=(config.beta1_g, config.beta2_g))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d,
                                       betas=(config.beta1_d, config.beta2_d))
-        self.sampler = EpochSampler(len(data), config.batch_size, config.seed)
+        self.sampler = EpochSampler(len(data), config.batch_size, config.seed,
+                                    self.dist.rank, self.dist.world_size)
         # Fixed noise for sample grids, from its own generator so it never shifts other draws.
         noise_rng = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_z = self.G.sample_latent(config.sample_grid, generator=noise_rng)
+        self.dist.seed_rank(config.seed, 0)  # ranks >= 1 draw their own latents and noise
         self.knobs = default_knobs()
         self.last_stats: dict[str, float] = {}
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
@@ -170,9 +181,14 @@ class Trainer:
     def _check_finite(self, **values: Tensor) -> None:
         for name, value in values.items():
             if not torch.isfinite(value).all():
-                raise NonFiniteError(
+                error = NonFiniteError(
                     f"{name} became {value.item() if value.numel() == 1 else 'non-finite'} at "
                     f"step {self.step + 1}")
+                if not self.dist.active:
+                    raise error
+                # Losses are per rank: raising here alone would leave the other ranks waiting
+                # in this step's all-reduce. Every rank decides together in _check_weights.
+                self._pending_nonfinite = self._pending_nonfinite or error
 
     def _state_to_check(self) -> list[tuple[str, Tensor]]:
         """Weights, float buffers and optimizer moments of G and D, by checkpoint name."""
@@ -191,14 +207,24 @@ class Trainer:
         huge gradient squared overflows); check them all after each step, one sync in total."""
         named = self._state_to_check()
         ok = torch.stack([torch.isfinite(t).all() for _, t in named])
-        if not bool(ok.all()):
+        all_ok = bool(ok.all())
+        pending, self._pending_nonfinite = self._pending_nonfinite, None
+        # Distributed: one decision for every rank (buffers and losses are per rank).
+        if self.dist.any_flag(not all_ok or pending is not None):
+            if pending is not None:
+                raise pending
+            if all_ok:
+                raise NonFiniteError(
+                    f"a loss or weight became non-finite on another rank at step {self.step + 1}")
             name = named[int((~ok).nonzero()[0])][0]
             what = "optimizer state" if name.startswith("opt_") else "weight"
             raise NonFiniteError(f"{what} {name} became non-finite at step {self.step + 1}")
 
     # ------------------------------------------------------------------ one step
     def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        loss_fn, cfg, D = self.c.loss, self.config, self.D
+        # D's logits come through the DDP wrapper (gradients averaged over ranks); penalties and
+        # R1 call the plain D, whose extra uses of the weights add to the same gradients.
+        loss_fn, cfg, D = self.c.loss, self.config, self.D_train
         real_in = self._d_input(real, "real", augment_fake=False)
         fake_in = self._d_input(fake, "fake", augment_fake=True)
         self.opt_d.zero_grad(set_to_none=True)
@@ -217,7 +243,7 @@ class Trainer:
             with self._autocast():
                 fake_logits = D(fake_in).float()
                 loss_f = loss_fn.fake_loss(fake_logits)
-                penalty = loss_fn.penalty(D, real_in, fake_in)
+                penalty = loss_fn.penalty(self.D, real_in, fake_in)
                 if penalty is not None:
                     loss_f = loss_f + penalty
             self.scaler.scale(loss_f).backward()
@@ -234,7 +260,7 @@ class Trainer:
             else:  # separate passes, one update (classic DCGAN example)
                 real_logits, fake_logits = D(real_in).float(), D(fake_in).float()
             loss = loss_fn.discriminator_loss(real_logits, fake_logits, cfg.real_label)
-            penalty = loss_fn.penalty(D, real_in, fake_in)
+            penalty = loss_fn.penalty(self.D, real_in, fake_in)
             if penalty is not None:
                 loss = loss + penalty
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
@@ -255,20 +281,23 @@ class Trainer:
         return self.config.r1_gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
 
     def train_step(self) -> dict[str, float]:
-        cfg, G, D = self.config, self.G, self.D
+        G, D = self.G, self.D
         state = TrainState(self.step, self.total_steps, dict(self.last_stats))
         self.knobs = default_knobs()
         for schedule in self.c.schedules:
             self.knobs.update({k: float(v) for k, v in schedule.values(state).items()})
+        if self.c.schedules:  # every rank must take the same number of D steps (no deadlock)
+            self.knobs = self.dist.same_knobs(self.knobs)
         self._set_lrs()
         d_steps = max(1, int(round(self.knobs["d_steps"])))
-        frac = min(1.0, max(self.knobs["d_batch_fraction"], 1.0 / cfg.batch_size))
-        n_d = max(1, int(round(cfg.batch_size * frac)))
+        batch = self.sampler.local_batch  # this rank's share of the global batch_size
+        frac = min(1.0, max(self.knobs["d_batch_fraction"], 1.0 / batch))
+        n_d = max(1, int(round(batch * frac)))
 
         real = self.real_batch()
-        z = G.sample_latent(cfg.batch_size, device=self.device)
+        z = G.sample_latent(batch, device=self.device)
         with self._autocast():
-            fake = G(z)  # computed once; reused (detached) by D and (attached) by G
+            fake = self.G_train(z)  # computed once; reused (detached) by D and (attached) by G
         for k in range(d_steps):
             if k == 0:
                 d_real, d_fake = real[:n_d], fake.detach()[:n_d]
@@ -310,6 +339,7 @@ class Trainer:
             "d_acc": acc.item(),
             "d_steps": float(d_steps),
         }
+        stats = self.dist.mean_stats(stats)  # schedules read the same numbers on every rank
         self.step += 1
         for schedule in self.c.schedules:
             schedule.observe(TrainState(self.step, self.total_steps, stats), stats)
@@ -392,12 +422,14 @@ class Trainer:
             "last_stats": self.last_stats,
             "lr_factor": self.lr_factor,
             "rollbacks": self.rollbacks,
+            "world_size": self.dist.world_size,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "created": time.time(),
         }
         return tensors, meta
 
     def save_checkpoint(self) -> None:
+        self.dist.seed_rank(self.config.seed, self.step)  # what a resume from here will draw
         tensors, meta = self.state_tensors()
         for name, t in tensors.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
@@ -444,6 +476,10 @@ class Trainer:
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.dist.seed_rank(self.config.seed, int(meta["step"]))
+        if int(meta.get("world_size", 1)) != self.dist.world_size:
+            self.notify(f"note: continuing a run of {meta.get('world_size', 1)} process(es) with "
+                        f"{self.dist.world_size}: same global batch and data order, other noise")
         self.sampler.load_state_dict({**meta["sampler"], "rng": tensors["rng.sampler"]})
         self.fixed_z = tensors["fixed_z"]
         for s in self.c.schedules:
@@ -530,6 +566,9 @@ class Trainer:
                         continue
                 if self._stop_signal is not None:
                     self.stop_reason = signal.Signals(self._stop_signal).name
+                # Every rank stops after the same step (a signal may reach them apart).
+                self.stop_reason = self.dist.agree_stop(self.stop_reason)
+            self.dist.sync_buffers(self.G, self.D, self.G_ema)  # rank 0's BN statistics
             if run is not None and self.step > 0:
                 if self.step % cfg.sample_every:
                     self.save_samples()
@@ -537,6 +576,10 @@ class Trainer:
                     self.save_checkpoint()
             for cb in self.callbacks.on_end:
                 cb(self)
+        except RuntimeError as exc:
+            if self.dist.active and distributed.is_comm_error(exc):
+                raise self.dist.lost(exc) from None  # one message, not a traceback or a hang
+            raise
         finally:
             for sig, old in previous:
                 signal.signal(sig, old)
