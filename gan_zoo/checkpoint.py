@@ -149,3 +149,11 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": groups})
+    # Safetensors stores tensors contiguous; give each moment its parameter's memory layout
+    # again (channels-last weights): fused Adam on mismatched layouts is not bit-identical, and
+    # a resumed run must continue exactly as the uninterrupted one.
+    for param, param_state in opt.state.items():
+        for name, value in param_state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and \
+                    value.stride() != param.stride():
+                param_state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -41,3 +41,11 @@ def test_component_contract(kind, name):
 def test_architecture_contract(kind, name):
     """Shape and range at its resolution, one training step, a bit-exact checkpoint round trip."""
     testing.check_component(kind, name)
+
+
+@pytest.mark.parametrize("options", [{"width": 8, "latent_dim": 16, "d_norm": "spectral"}],
+                         ids=["conv32-spectral"])
+def test_architecture_contract_with_options(options):
+    """Non-default options take other code paths (no batch norm in D: the G step sees D alone;
+    spectral-norm buffers); resume must stay bit-exact there too."""
+    testing.check_component("arch", "conv32", options)
