@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import torch
 from click.testing import CliRunner
 from pydantic import Field
 
@@ -152,3 +153,18 @@ def test_metric_options_need_eval_every(tmp_path: Path, image_folder: Path):
                                    "--batch-size", "8", "-o", "conv32.width=8", "--eval-every", "1",
                                    "--metric", "fdi", "--out", str(tmp_path / "r2"), "-q"])
     assert res.exit_code == 2 and "fid" in res.output  # did-you-mean
+
+
+def test_evaluation_does_not_change_training(tmp_path: Path, image_folder: Path):
+    """A real offline metric (coverage: builds a random network, samples the generator) leaves
+    the training bit for bit as without evaluation."""
+    base = {"arch": "conv32", "data": str(image_folder), "batch_size": 8, "steps": 4,
+            "checkpoint_every": 100, "sample_every": 100, "ema_decay": 0}
+    plain = api.train({**base, "options": {"conv32": {"width": 8}}}, out=tmp_path / "a")
+    evald = api.train({**base, "eval_every": 2, "metric": "coverage",
+                       "options": {"conv32": {"width": 8}, "coverage": {"n": 16}}},
+                      out=tmp_path / "b")
+    assert [r["step"] for r in evals(tmp_path / "b")] == [2, 4]
+    for (k, v), (_, w) in zip(plain.trainer.G.state_dict().items(),
+                              evald.trainer.G.state_dict().items(), strict=True):
+        assert torch.equal(v, w), k

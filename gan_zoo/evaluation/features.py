@@ -170,11 +170,14 @@ class RandomConvExtractor(FeatureExtractor):
         self.seed = seed
         rng = np.random.default_rng(seed)
         convs = []
-        for cin, cout in zip(self.CHANNELS[:-1], self.CHANNELS[1:], strict=True):
-            conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=False)
-            w = rng.standard_normal(conv.weight.shape) * np.sqrt(2.0 / (cin * 16))
-            conv.weight.data = torch.from_numpy(w.astype(np.float32))
-            convs.append(conv)
+        # nn.Conv2d's default init draws from torch's global RNG; building this during
+        # training must not shift the training's random stream (determinism).
+        with torch.random.fork_rng(devices=[]):
+            for cin, cout in zip(self.CHANNELS[:-1], self.CHANNELS[1:], strict=True):
+                conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=False)
+                w = rng.standard_normal(conv.weight.shape) * np.sqrt(2.0 / (cin * 16))
+                conv.weight.data = torch.from_numpy(w.astype(np.float32))
+                convs.append(conv)
         self.convs = nn.ModuleList(convs).requires_grad_(False)
 
     def cache_id(self) -> str:
