@@ -228,6 +228,11 @@ class EvalContext:
     _real: dict[tuple, RealStats] = field(default_factory=dict, repr=False)
     _fake: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
 
+    def new_samples(self, generator: nn.Module) -> None:
+        """Next evaluation of (new weights of) a generator: forget its features, keep the rest."""
+        self.generator = generator
+        self._fake.clear()
+
     def extractor(self, name: str, mode: str = "clean", weights: str | None = None
                   ) -> FeatureExtractor:
         key = (name, mode, weights)

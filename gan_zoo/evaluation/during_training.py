@@ -69,8 +69,7 @@ class Evaluator:
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         trainer, name = self.trainer, self.metric.name
-        self.context.generator = trainer.sampling_generator()
-        self.context._fake.clear()  # new weights: new samples; real features stay
+        self.context.new_samples(trainer.sampling_generator())  # real features stay
         t0 = time.perf_counter()
         values = self.metric.evaluate(self.context)
         seconds = time.perf_counter() - t0
