@@ -99,7 +99,7 @@ def render_evolution(grids: list[tuple[int, Path]], n_images: int = 64, columns:
             t = t.resize((size, size), Image.Resampling.NEAREST) if t.width != size else t
             canvas.paste(t, (label_w + gap + c * (size + gap), y))
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG", optimize=True)
+    canvas.save(buf, format="PNG")
     return buf.getvalue()
 
 
