@@ -61,6 +61,7 @@ __all__ = [
     "check_options",
     "check_schedule",
     "contract_cases",
+    "metric_context",
     "plugin_of",
     "registered_plugin",
 ]
@@ -487,17 +488,64 @@ def check_augmentation(cls: type[Augmentation], options: dict[str, Any] | None =
 # ------------------------------------------------------------------- metrics
 
 
+class _ContractGenerator(Generator):
+    """A small random generator with varied outputs, for evaluating metrics."""
+
+    def __init__(self, resolution: int) -> None:
+        super().__init__()
+        self.latent_dim, self.resolution, self.channels = 16, resolution, 3
+        self.fc = nn.Linear(16, 3 * 4 * 4)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = torch.tanh(self.fc(z)).view(-1, 3, 4, 4)
+        return torch.nn.functional.interpolate(x, size=(self.resolution,) * 2, mode="bilinear",
+                                               align_corners=False).clamp(-1, 1)
+
+
+def metric_context(n_real: int = 200, resolution: int = 16, seed: int = 0) -> Any:
+    """A small offline evaluation context for metric checks: a random generator, ``n_real``
+    random smooth reference images and, for every feature space a metric asks for, a cheap
+    12-feature extractor standing in for Inception (no weights, no cache on disk)."""
+    from .evaluation import ArraySource, EvalContext, FeatureExtractor
+
+    class Pooled(FeatureExtractor):
+        name, dim = "contract-pooled", 12
+
+        def forward(self, x: Tensor) -> Tensor:
+            pooled = torch.nn.functional.adaptive_avg_pool2d(x / 255.0, 2).flatten(1)
+            return pooled + 0.1 * pooled**2
+
+    rng = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = _ContractGenerator(resolution).eval()
+    base = torch.rand(n_real, 3, 4, 4, generator=rng)
+    real = torch.nn.functional.interpolate(base, size=(resolution,) * 2, mode="bilinear",
+                                           align_corners=False)
+    real_u8 = (real * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    extractor = Pooled(workers=1)
+    return EvalContext(generator, ArraySource(real_u8, "contract"), cache=None, batch_size=64,
+                       seed=seed, extractor_factory=lambda *a, **k: extractor)
+
+
 def check_metric(cls: type[Metric], options: dict[str, Any] | None = None,
                  context: Any = None) -> None:
-    """Builds from its options and declares its direction; with a ``context`` (what the
-    evaluation engine passes), evaluate() returns finite numbers with the headline under the
-    metric's name."""
+    """Builds from its options and declares its direction; evaluate() on a context (by default
+    metric_context(): offline, a stand-in feature extractor) returns finite numbers with the
+    headline under the metric's name, the same numbers twice for the same seed."""
     metric = _build(cls, options)
     assert isinstance(metric, Metric)
     if not isinstance(cls.higher_is_better, bool):
         raise _fail(cls, "higher_is_better must be True or False")
-    if context is None:
-        return
+    own = context is None
+    if own:
+        try:
+            context = metric_context()
+        except ImportError:  # pragma: no cover - no evaluation engine in this gan-zoo
+            return
+    prepare = getattr(metric, "prepare", None)
+    if prepare is not None:
+        prepare(context)
     result = metric.evaluate(context)
     if not isinstance(result, dict) or cls.name not in result:
         raise _fail(cls, f"evaluate() must return a dict with the key {cls.name!r}")
@@ -505,3 +553,5 @@ def check_metric(cls: type[Metric], options: dict[str, Any] | None = None,
            or not math.isfinite(float(v))}
     if bad:
         raise _fail(cls, f"evaluate() returned non-finite or non-numeric values {bad}")
+    if own and metric.evaluate(metric_context()) != result:
+        raise _fail(cls, "evaluate() gave different numbers for the same seed and images")

@@ -349,25 +349,38 @@ def _loss_with(options: type[Options], name: str, doc: str | None = "A loss.") -
     return type(name.title(), (GoodLoss,), {"name": name, "Options": options, "__doc__": doc})
 
 
-class CountMetric(Metric):
-    """How many images the context holds."""
+class MeanGap(Metric):
+    """Distance between the mean feature of generated and real images."""
 
-    name = "count"
-    higher_is_better = True
+    name = "mean-gap"
 
     def evaluate(self, context: Any) -> dict[str, float]:
-        return {"count": float(len(context))}
+        fx = context.extractor("pixels")
+        real = context.real_stats(fx).mu if hasattr(context, "real_stats") else None
+        z = context.generator.sample_latent(32, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            images = ((context.generator(z) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        fake = fx.extract(images.permute(0, 2, 3, 1).numpy()).mean(0)
+        return {"mean-gap": float(((fake - real) ** 2).sum()), "n": 32.0}
 
 
-def test_metric_contract():
-    check_component(CountMetric)
-    from gan_zoo.testing import check_metric
+def _metric(name: str, evaluate: Any) -> type[Metric]:
+    return type(name.title(), (MeanGap,), {"__doc__": "A broken metric.", "name": name,
+                                           "evaluate": evaluate})
 
-    check_metric(CountMetric, context=[1, 2, 3])
-    broken = type("Broken", (CountMetric,), {"__doc__": "Misnamed key.", "name": "broken",
-                                             "evaluate": lambda self, c: {"n": 1.0}})
-    with pytest.raises(ContractError, match="with the key 'broken'"):
-        check_metric(broken, context=[1])
+
+def test_metric_contract_passes_a_good_one():
+    check_component(MeanGap)
+
+
+@pytest.mark.parametrize(("cls", "message"), [
+    (_metric("misnamed", lambda self, c: {"n": 1.0}), "with the key 'misnamed'"),
+    (_metric("nan-metric", lambda self, c: {"nan-metric": float("nan")}), "non-finite"),
+    (_metric("noisy", lambda self, c: {"noisy": float(torch.rand(1))}), "different numbers"),
+], ids=["headline-key", "nan", "not-reproducible"])
+def test_metric_contract_catches(cls, message):
+    with pytest.raises(ContractError, match=message):
+        check_component(cls)
 
 
 @pytest.mark.parametrize(("cls", "message"), [
