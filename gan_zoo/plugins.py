@@ -125,7 +125,8 @@ class PluginSystem:
             self.infos[ep.name] = info
             try:
                 module = ep.load()
-            except Exception as exc:  # isolation: one broken plugin must not stop the others
+            except (Exception, SystemExit) as exc:  # isolation: one broken plugin must not
+                # stop the others (not even by calling sys.exit() at import)
                 self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self._admit(module, info)
