@@ -76,8 +76,11 @@ def refuse_pickle(path: Path) -> None:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{str(path)!r} looks like a pickled PyTorch file. gan-zoo never unpickles files "
-            "(unpickling can run arbitrary code). If you trust it, convert it once in Python: "
-            "`safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')`"
+            "(unpickling can run arbitrary code). If you trust it, convert its weights once in "
+            "Python: `safetensors.torch.save_file(torch.load(path, weights_only=True), "
+            "'model.safetensors')` and load them with "
+            "`module.load_state_dict(safetensors.torch.load_file('model.safetensors'))`; "
+            "gan-zoo's own checkpoints are always .safetensors files"
         )
 
 
@@ -110,7 +113,32 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{str(path)!r} has damaged metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} has an unknown checkpoint format")
+    problem = _meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"{str(path)!r} has malformed gan-zoo metadata: {problem}")
     return meta
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What every reader relies on. The checksum is no signature (anyone can compute one), so a
+    stranger's file can carry a valid checksum over nonsense; refuse it here, by name, rather
+    than fail deep inside sampling or resuming."""
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"'step' must be a whole number >= 0, got {step!r}"
+    arch = meta.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) \
+            or not isinstance(arch.get("options"), dict):
+        return "'arch' must name the architecture and its options"
+    if not isinstance(meta.get("has_ema", False), bool):
+        return "'has_ema' must be true or false"
+    for key in ("config", "sampler", "schedules", "last_stats"):  # read on resume
+        if key in meta and not isinstance(meta[key], dict):
+            return f"{key!r} must be a table"
+    for key in ("opt_g_groups", "opt_d_groups"):
+        if key in meta and not isinstance(meta[key], list):
+            return f"{key!r} must be a list"
+    return None
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -45,9 +45,13 @@ class RunDir:
             probe = self.path / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
-            # Temporary files of checkpoint writes cut short by a crash: never loaded, just litter.
-            for tmp in self.checkpoints_dir.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+            # Temporary files of atomic writes (checkpoints, config, metrics, pictures) cut
+            # short by a crash: never read, just litter. Only our own pattern, only these
+            # folders: a resume never deletes anything a user put in the run directory.
+            for folder in (self.path, self.checkpoints_dir, self.samples_dir):
+                for tmp in folder.glob(".*.tmp"):
+                    if tmp.is_file() and not tmp.is_symlink():
+                        tmp.unlink(missing_ok=True)
         except OSError as exc:
             raise GanZooError(f"cannot write to output folder {str(self.path)!r}: {exc}") from None
 

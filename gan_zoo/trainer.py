@@ -456,6 +456,16 @@ class Trainer:
         return {k: v.detach().clone() for k, v in tensors.items()}, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state. Its checksum is no signature: a stranger's file
+        can be well-formed safetensors holding nonsense, which must be an error, not a crash."""
+        try:
+            self._load_state(tensors, meta)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"checkpoint state is incomplete or malformed ({type(exc).__name__}: {exc}); "
+                "cannot resume from it") from None
+
+    def _load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         arch = meta["arch"]
         if arch["name"] != self.c.arch.name or arch["options"] != self.c.arch.options.model_dump(
                 mode="json"):
