@@ -115,11 +115,20 @@ class PluginSystem:
             dist, version = _dist_of(ep)
             found.append((dist != BUILTIN_DISTRIBUTION, dist or "", ep.name, ep, dist, version))
         found.sort(key=lambda t: t[:3])
-        seen: set[str] = set()
+        seen: dict[str, tuple[str | None, str]] = {}
         for _, _, _, ep, dist, version in found:
-            if ep.name in seen or not _allowed(ep.name, dist, wanted):
+            if ep.name in seen:
+                # The same distribution found twice on sys.path is harmless; another package
+                # using a taken plugin name is skipped, and said so.
+                if seen[ep.name] != (dist, ep.value):
+                    warnings.warn(
+                        f"gan-zoo plugin {ep.name!r} of {dist or ep.value!r} skipped: the "
+                        f"plugin name is already used by {seen[ep.name][0] or seen[ep.name][1]!r}",
+                        PluginWarning, stacklevel=2)
                 continue
-            seen.add(ep.name)
+            if not _allowed(ep.name, dist, wanted):
+                continue
+            seen[ep.name] = (dist, ep.value)
             info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value,
                               builtin=dist == BUILTIN_DISTRIBUTION)
             self.infos[ep.name] = info

@@ -151,6 +151,19 @@ def test_a_broken_plugin_is_isolated_and_reported_once(site, case):
     assert system.registry.entry("arch", "conv32").plugin == "conv"
 
 
+def test_a_taken_plugin_name_skips_the_second_package(site):
+    first = install(site, "ganzoo-first", "1.0", LOSS.format(name="first-loss") + REGISTER_LOSS,
+                    entry="same-name")
+    install(site, "ganzoo-second", "1.0", LOSS.format(name="second-loss") + REGISTER_LOSS,
+            entry="same-name")
+    system, warned = load()
+    assert system.infos[first].distribution == "ganzoo-first"
+    assert "second-loss" not in system.registry.names("loss")
+    assert len(warned) == 1
+    assert "'same-name' of 'ganzoo-second' skipped" in str(warned[0].message)
+    assert "already used by 'ganzoo-first'" in str(warned[0].message)
+
+
 def test_env_var_restricts_which_plugins_load(site, monkeypatch):
     a = install(site, "ganzoo-a", "1.0", LOSS.format(name="loss-a") + REGISTER_LOSS)
     install(site, "ganzoo-b", "1.0", LOSS.format(name="loss-b") + REGISTER_LOSS)

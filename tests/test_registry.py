@@ -98,3 +98,26 @@ def test_plugins_cli_reports_builtins():
     infos = {i["name"]: i for i in json.loads(result.output)}
     assert infos["conv"]["status"] == "ok"
     assert "register_architectures" in infos["conv"]["hooks"]
+
+
+class _NamedLikeAnArch(Loss):
+    """A loss named like an architecture."""
+
+    name = "conv32"
+
+
+def test_names_are_global_across_kinds_and_follow_the_rules():
+    from gan_zoo_plugins.conv import Conv32
+
+    from gan_zoo.registry import Entry, InvalidNameError, Registry, check_name
+
+    registry = Registry()
+    registry.add(Entry("arch", "conv32", Conv32, "conv", "gan-zoo", "0.1.0"))
+    with pytest.raises(DuplicateComponentError) as info:
+        registry.add(Entry("loss", "conv32", _NamedLikeAnArch, "other", None, None))
+    assert "already used by the architecture" in str(info.value) and "'other'" in str(info.value)
+    for good in ("resgan", "noise-anneal", "dup_rate", "conv128"):
+        assert check_name(good) == good
+    for bad in ("", "Conv32", "2fast", "my loss", "a.b", "x" * 65, None):
+        with pytest.raises(InvalidNameError, match="invalid component name"):
+            check_name(bad)
