@@ -115,6 +115,9 @@ def _with_header(header: bytes, body: bytes = b"") -> bytes:
     return struct.pack("<Q", len(header)) + header + body
 
 
+# Metadata of the right shape (format, step, arch) so that the later checks are reached.
+MINIMAL_META = {"format": ckpt.FORMAT, "step": 0, "arch": {"name": "conv32", "options": {}}}
+
 CRAFTED = {
     "empty": (b"", "too short"),
     "huge length field": (struct.pack("<Q", 2**63), "bad header size"),
@@ -128,12 +131,14 @@ CRAFTED = {
     "meta a list": (st_save({"w": torch.zeros(2)}, {"gan_zoo": "[1]"}), "unknown checkpoint format"),
     "meta other format": (st_save({"w": torch.zeros(2)}, {"gan_zoo": '{"format": "x/9"}'}),
                           "unknown checkpoint format"),
-    "no checksum": (st_save({"w": torch.zeros(2)}, {"gan_zoo": json.dumps({"format": ckpt.FORMAT})}),
+    "no checksum": (st_save({"w": torch.zeros(2)}, {"gan_zoo": json.dumps(MINIMAL_META)}),
                     "failed its checksum"),
     "offsets out of bounds": (
-        _with_header(b'{"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}, '
-                     b'"__metadata__": {"gan_zoo": "{\\"format\\": \\"' + ckpt.FORMAT.encode()
-                     + b'\\"}"}}', b"\0" * 16), "damaged or truncated"),
+        _with_header(json.dumps({"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]},
+                                 "__metadata__": {"gan_zoo": json.dumps(MINIMAL_META)}}).encode(),
+                     b"\0" * 16), "damaged or truncated"),
+    "meta without step": (st_save({"w": torch.zeros(2)}, {"gan_zoo": json.dumps(
+        {k: v for k, v in MINIMAL_META.items() if k != "step"})}), "malformed gan-zoo metadata"),
 }
 
 
