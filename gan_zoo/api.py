@@ -115,7 +115,10 @@ def prepare_training(
     # Rank 0 opens the run; the other ranks get its config, directory and checkpoint (they may
     # be on machines that cannot see rank 0's disk).
     cfg, run, loaded = dist.on_main(lambda: _open_run(config, out, resume, steps, epochs, log))
-    dist.check_same("configuration", cfg.model_dump(mode="json"))
+    mine = cfg
+    if resume is None and not dist.is_main:  # each rank's own command must match rank 0's
+        mine = config if isinstance(config, TrainConfig) else make_config(dict(config or {}))
+    dist.check_same("configuration", mine.model_dump(mode="json"))
     if loaded is not None:
         # A component whose plugin is gone: name the package to install, not just the name.
         for record in [{**loaded[1]["arch"], "kind": "arch"}, *loaded[1].get("components", [])]:

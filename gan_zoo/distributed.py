@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,20 @@ def is_comm_error(exc: BaseException) -> bool:
         "Timed out", "timed out", "ProcessGroup"))
 
 
+def _collective(method: Callable[..., T]) -> Callable[..., T]:
+    """A failure to reach the other ranks inside method becomes one DistributedError."""
+    @functools.wraps(method)
+    def wrapper(self: DistContext, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except RuntimeError as exc:
+            if self.active and is_comm_error(exc):
+                raise self.lost(exc) from None
+            raise
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class DistContext:
     """This process's place in the run; world_size 1 when not distributed (all methods no-ops)."""
@@ -154,6 +169,7 @@ class DistContext:
                              "(train without --sync-bn, or on GPUs)")
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
+    @_collective
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
         """The DDP wrapper used for training forwards; the module itself when not distributed."""
         if not self.active:
@@ -162,6 +178,7 @@ class DistContext:
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     # -------------------------------------------------------------- agreement between ranks
+    @_collective
     def broadcast_object(self, obj: T) -> T:
         if not self.active:
             return obj
@@ -169,6 +186,7 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    @_collective
     def gather_objects(self, obj: Any) -> list[Any]:
         if not self.active:
             return [obj]
@@ -228,6 +246,7 @@ class DistContext:
                              f"(differs in: {', '.join(keys)}); start every process with the "
                              "same command")
 
+    @_collective
     def mean_stats(self, stats: dict[str, float]) -> dict[str, float]:
         """Step statistics averaged over ranks (equal per-rank batches: the global mean)."""
         if not self.active:
@@ -237,6 +256,7 @@ class DistContext:
         dist.all_reduce(t)
         return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
+    @_collective
     def same_knobs(self, knobs: dict[str, float]) -> dict[str, float]:
         """Rank 0's knob values everywhere: a schedule that draws random numbers (or reads
         anything rank-local) still makes one decision for all ranks."""
@@ -247,6 +267,7 @@ class DistContext:
         dist.broadcast(t, src=0)
         return dict(zip(keys, t.tolist(), strict=True))
 
+    @_collective
     def any_flag(self, flag: bool) -> bool:
         """True on every rank when it is true on any."""
         if not self.active:
@@ -262,6 +283,7 @@ class DistContext:
             return None
         return next(r for r in self.gather_objects(reason) if r is not None)
 
+    @_collective
     @torch.no_grad()
     def sync_buffers(self, *modules: nn.Module | None) -> None:
         """Rank 0's buffers (batch-norm running statistics) everywhere; DDP syncs them before

@@ -180,6 +180,11 @@ def _worker(scenario: str, out: Path) -> None:
         api.train(_config(3), out=out / "b", data=data)
         resumed = api.train(resume=out / "b", steps=6, data=data).trainer
         _dump(resumed, out / f"b-rank{rank}.pt")
+        # Last (it breaks the group): rank 1 started with another seed is refused.
+        try:
+            api.prepare_training(_config(2, seed=4 + rank), out=out / "m", data=data)
+        except GanZooError as exc:
+            (out / f"mismatch-rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
     else:  # a rank dies or hangs at step 2
         def misbehave(trainer, stats):
             if rank == 1 and trainer.step == 2:
@@ -247,6 +252,12 @@ def test_two_ranks_train_identically_and_resume_exactly(tmp_path):
     for a, b in zip(*drawn, strict=True):
         assert len(a) == len(b) == BATCH // WORLD and not set(a) & set(b)
         assert a + b == single.next_indices().tolist()
+    # Processes started with different settings: refused by name, the other rank stops too.
+    assert (tmp_path / "mismatch-rank1.txt").read_text() == (
+        "UsageError: rank 1 was started with a different configuration than rank 0 (differs "
+        "in: seed); start every process with the same command")
+    assert "DistributedError: rank 0 of 2 lost contact" in \
+        (tmp_path / "mismatch-rank0.txt").read_text()
 
 
 @pytest.mark.parametrize("scenario", ["die", "hang"])
