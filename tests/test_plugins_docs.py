@@ -84,3 +84,23 @@ def test_api_version_is_the_documented_one(text):
     section = text.split("## Plugin API version", 1)[1]
     assert f"currently **{PLUGIN_API_VERSION}**" in section
     assert f"GANZOO_PLUGIN_API = {PLUGIN_API_VERSION}" in section
+
+
+def test_the_tutorial_plugin_works(text):
+    """The tutorial's pyproject declares the entry point, and its module passes every contract
+    when registered the way its test does."""
+    import tomllib
+    import types
+
+    from gan_zoo.testing import check_component, registered_plugin
+
+    blocks = re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S)
+    pyproject = tomllib.loads(next(b for lang, b in blocks if lang == "toml"))
+    assert pyproject["project"]["entry-points"]["gan_zoo"] == {"mlp": "ganzoo_mlp"}
+    source = next(b for lang, b in blocks if lang == "python" and "def register_" in b
+                  and "class MLP32" in b)
+    module = types.ModuleType("ganzoo_mlp")
+    exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
+    with registered_plugin(module, name="mlp", distribution="ganzoo-mlp") as info:
+        assert info.components == [("arch", "mlp32")]
+        check_component("arch", "mlp32")
