@@ -139,6 +139,11 @@ class _Plugin:
         register(_RandomLR)
 
 
+MODES = {"separate": {"d_update": "separate"}, "alternating": {"d_update": "alternating"},
+         "wgan-gp": {"loss": "wgan-gp", "options": {**TINY, "conv32": {**TINY["conv32"],
+                                                                       "d_norm": "spectral"}}}}
+
+
 def _config(steps: int, **extra: Any) -> dict[str, Any]:
     # loss-balance changes D's updates per step from the (reduced) loss at every step: ranks
     # that disagreed would wait for each other's extra D update forever.
@@ -180,6 +185,11 @@ def _worker(scenario: str, out: Path) -> None:
         api.train(_config(3), out=out / "b", data=data)
         resumed = api.train(resume=out / "b", steps=6, data=data).trainer
         _dump(resumed, out / f"b-rank{rank}.pt")
+        # The other ways D is updated, and a loss with a gradient penalty (more uses of D's
+        # weights per backward than DDP's one forward): weights stay identical too.
+        for name, extra in MODES.items():
+            _dump(api.train(_config(2, **extra), out=out / name, data=data).trainer,
+                  out / f"{name}-rank{rank}.pt")
         # Last (it breaks the group): rank 1 started with another seed is refused.
         try:
             api.prepare_training(_config(2, seed=4 + rank), out=out / "m", data=data)
@@ -235,6 +245,8 @@ def test_two_ranks_train_identically_and_resume_exactly(tmp_path):
     # Weights, EMA and Adam moments (and batch-norm statistics) identical on every rank.
     ranks = [torch.load(tmp_path / f"a-rank{r}.pt") for r in range(WORLD)]
     assert_bit_identical(ranks[0], ranks[1])
+    for name in MODES:
+        assert_bit_identical(*(torch.load(tmp_path / f"{name}-rank{r}.pt") for r in range(WORLD)))
     # Resumed run: 3 steps + resume + 3 steps == 6 steps, bit for bit.
     assert_bit_identical(ranks[0], torch.load(tmp_path / "b-rank0.pt"))
     run = RunDir(tmp_path / "a")
