@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -396,10 +397,15 @@ def launch(nproc: int, argv: Sequence[str], run_dir: str | Path | None = None) -
     from torch.distributed.run import get_args_parser, run
 
     args = get_args_parser().parse_args(torchrun_args(nproc, argv))
-    resume = f"; continue with: ganzoo train --resume {run_dir} --nproc {nproc}" if run_dir else ""
+    # The launcher's own log lines repeat what the message below says; its errors still show.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as exc:
+        from .rundir import RunDir
+
+        saved = run_dir is not None and bool(RunDir(run_dir).step_checkpoints())
+        resume = f"; continue with: ganzoo train --resume {run_dir} --nproc {nproc}" if saved else ""
         rank, failure = exc.get_first_failure()
         codes = {f.exitcode for f in exc.failures.values()}
         if codes <= {130}:  # every rank stopped on a signal after saving: ranks said so
