@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--data", help="folder of images (default: the built-in shapes)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--metric", help="evaluate this metric 4 times per run, e.g. coverage")
     parser.add_argument("--out", type=Path, default=Path("runs/api-compare"))
     args = parser.parse_args()
@@ -38,7 +39,8 @@ def main() -> None:
     runs = []
     for name, variant in VARIANTS.items():
         options = {"conv32": {"width": args.width, **variant.get("options", {}).get("conv32", {})}}
-        config = {"arch": "conv32", "data": args.data, "steps": args.steps, "batch_size": 32,
+        config = {"arch": "conv32", "data": args.data, "steps": args.steps,
+                  "batch_size": args.batch_size,
                   "seed": 0, "sample_every": max(1, args.steps // 5),
                   "log_every": max(1, args.steps // 100),
                   **{k: v for k, v in variant.items() if k != "options"}, "options": options}

@@ -99,7 +99,8 @@ def higher_is_better(metric: str) -> bool:
             return bool(registry.get("metric", name).higher_is_better)
     except Exception:  # a broken plugin must not stop a plot; the default direction is fine
         pass
-    return name.endswith(("precision", "recall", "density", "coverage", "accuracy", "is"))
+    return name in ("is", "inception_score") or name.endswith(
+        ("precision", "recall", "density", "coverage", "accuracy"))
 
 
 def series_from_records(records: Iterable[dict[str, Any]], name: str = "run",
