@@ -95,7 +95,8 @@ def _installed(kind: str, taken: list) -> list[str]:
             continue
         try:
             comp = entry.cls()
-            check_knob_owners(taken + [comp])
+            if kind == "schedule":  # only schedules drive knobs
+                check_knob_owners(taken + [comp])
         except (GanZooError, ValueError, TypeError):
             continue
         taken.append(comp)
