@@ -166,6 +166,11 @@ def _worker(scenario: str, out: Path) -> None:
 
     plugin_system().add_plugin(_Plugin(), "t_distributed")
     data = _tiny_data(N_IMAGES)
+    # Join together: on a loaded machine one interpreter can start seconds after the other,
+    # longer than the short --dist-timeout of the hang test allows for joining.
+    (out / f"ready-{rank}").touch()
+    while not all((out / f"ready-{r}").exists() for r in range(WORLD)):
+        time.sleep(0.05)
     if scenario == "train":
         # A: 6 steps, recording the images each rank drew.
         trainer = api.prepare_training(_config(6), out=out / "a", data=data)
