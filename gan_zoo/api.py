@@ -30,7 +30,7 @@ from .evaluation import during_training as eval_during_training
 from .images import atomic_save_image, grid, to_uint8
 from .interfaces import Generator
 from .options import validate_options
-from .plugins import get_registry, missing_component_message
+from .plugins import PluginWarning, get_registry, missing_component_message
 from .rundir import RunDir, default_run_dir, resolve_checkpoint
 from .tomlio import read_toml
 from .trainer import Callbacks, Trainer
@@ -183,6 +183,7 @@ def _arch_for(meta: dict[str, Any]):
     missing = missing_component_message({**arch, "kind": "arch"})
     if missing:
         raise CheckpointError(missing)
+    describe_checkpoint_plugins(meta)
     cls = registry.get("arch", arch["name"])
     return cls(validate_options(cls.Options, arch["options"], arch["name"]))
 
@@ -236,11 +237,12 @@ def save_images(images: Tensor, out: str | os.PathLike, nrow: int | None = None)
 
 
 def describe_checkpoint_plugins(meta: dict[str, Any]) -> None:
-    """Warn when a checkpoint was written with a different version of its architecture plugin."""
+    """Warn when a checkpoint was written with another version of its architecture's package
+    (the weights may still load; if they do not, the message says which version to install)."""
     entry = get_registry().entry("arch", meta["arch"]["name"])
     saved = meta["arch"].get("version")
     if saved and entry.version and saved != entry.version:
-        warnings.warn(f"checkpoint written with {entry.distribution} {saved}, "
-                      f"installed {entry.version}", stacklevel=2)
+        warnings.warn(f"this checkpoint was written with {entry.distribution} {saved}; "
+                      f"{entry.version} is installed", PluginWarning, stacklevel=3)
 
 

@@ -290,6 +290,9 @@ def test_checkpoint_records_plugins_and_names_the_missing_package(tmp_path):
     assert "Traceback" not in out.output
     out = CliRunner().invoke(cli, ["train", "--resume", str(result.run_dir), "--steps", "3"])
     assert out.exit_code == 1 and "ganzoo-fancy" in out.output
+    newer = registered_plugin([fancy], name="fancy", distribution="ganzoo-fancy", version="2.1")
+    with newer, pytest.warns(PluginWarning, match="written with ganzoo-fancy 2.0; 2.1 is "):
+        api.load_generator(result.run_dir)
     fancy_only = registered_plugin([fancy], name="fancy", distribution="ganzoo-fancy",
                                    version="2.0")
     with fancy_only, pytest.raises(CheckpointError, match="schedule 'steady' from the package "
