@@ -111,6 +111,10 @@ def _progress_printer(quiet: bool):
 @click.option("--augment", multiple=True, help="Augmentation name; repeatable.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Precision.")
+@click.option("--compile/--no-compile", default=None,
+              help="torch.compile G and D (slow first step, faster after where it helps).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Channels-last (NHWC) weights and activations (default on).")
 @click.option("--lr-g", type=float, help="Generator learning rate.")
 @click.option("--lr-d", type=float, help="Discriminator learning rate.")
 @click.option("--real-label", type=float, help="Target for real images (0.9 = label smoothing).")

@@ -73,6 +73,16 @@ class Callbacks:
     on_end: list[Callable[[Trainer], None]] = field(default_factory=list)
 
 
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give restored optimizer moments their parameter's memory layout: checkpoints store them
+    contiguous, and fused Adam pairs elements by memory position, so a channels-last weight with
+    NCHW moments would be updated with the wrong elements' moments."""
+    for param, state in opt.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 class Trainer:
     def __init__(
         self,
@@ -98,8 +108,11 @@ class Trainer:
         self.stop_reason: str | None = None
 
         torch.manual_seed(config.seed)
-        self.G = arch.build_generator().to(self.device)
-        self.D = arch.build_discriminator().to(self.device)
+        # Channels-last: oneDNN (CPU) and tensor cores (GPU) run NHWC convolutions without the
+        # layout reorders NCHW needs on every call; real batches already arrive NHWC-strided.
+        fmt = torch.channels_last if config.channels_last else torch.preserve_format
+        self.G = arch.build_generator().to(self.device, memory_format=fmt)
+        self.D = arch.build_discriminator().to(self.device, memory_format=fmt)
         # Distributed: G_train/D_train are DDP wrappers for the forwards whose gradients are
         # averaged over ranks; the EMA, samples, checkpoints and the G step's D use G and D.
         self.G = self.dist.prepare(self.G, config.sync_bn, self.device)
@@ -483,6 +496,8 @@ class Trainer:
                                    meta["opt_d_groups"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint does not match this model: {exc}") from None
+        for opt in (self.opt_g, self.opt_d):
+            _match_layouts(opt)
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
