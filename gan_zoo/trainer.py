@@ -127,6 +127,11 @@ class Trainer:
                                       betas=(config.beta1_g, config.beta2_g), fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d,
                                       betas=(config.beta1_d, config.beta2_d), fused=fused)
+        if config.compile:
+            # In place (Module.compile): state_dict names, the EMA copy (made above, left
+            # eager: it only samples) and the DDP wrappers see the same modules.
+            self.G.compile()
+            self.D.compile()
         self.sampler = EpochSampler(len(data), config.batch_size, config.seed,
                                     self.dist.rank, self.dist.world_size)
         # Fixed noise for sample grids, from its own generator so it never shifts other draws.
