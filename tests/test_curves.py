@@ -152,3 +152,19 @@ def test_metrics_lines_cut_by_a_crash_are_ignored(tmp_path):
     s = load_run(tmp_path)
     assert s.train["loss_d"][0].tolist() == [1]
     assert s.config == {}
+
+
+def test_the_closing_drawing_comes_after_other_end_callbacks(tmp_path, image_folder,
+                                                           monkeypatch):
+    """A final evaluation logged by a callback attached after the plots still reaches
+    curves.png."""
+    drawn = []
+    monkeypatch.setattr(live, "plot_curves", lambda s, out: drawn.append(dict(s.evals)))
+    trainer = api.prepare_training(
+        {"arch": "conv32", "data": str(image_folder), "steps": 3, "batch_size": 4,
+         "sample_every": 3, "options": TINY}, out=tmp_path / "run")
+    trainer.callbacks.on_end.append(
+        lambda tr: tr.run.log({"step": tr.step, "event": "eval", "metric": "fid", "fid": 42.0}))
+    trainer.train()
+    assert "fid" not in drawn[0]  # the grid at step 3, before the final evaluation
+    assert drawn[-1]["fid"][1].tolist() == [42.0]

@@ -56,12 +56,21 @@ class LivePlots:
         except Exception as exc:  # noqa: BLE001
             self._warn("evolution.png", exc)
 
+    def _draw_last_at_end(self) -> None:
+        # Other features log at the end too (a final evaluation): the closing drawing must come
+        # after every other on_end callback. All factories have attached once steps run.
+        ends = self.trainer.callbacks.on_end
+        if ends and ends[-1] != self.on_end and self.on_end in ends:
+            ends.remove(self.on_end)
+            ends.append(self.on_end)
+
     # callbacks
     def on_sample(self, trainer: Trainer, path: Any) -> None:
         self.evolution()
         self.curves()
 
     def on_step(self, trainer: Trainer, stats: dict[str, float]) -> None:
+        self._draw_last_at_end()
         if trainer.step % trainer.config.log_every == 0 and \
                 time.monotonic() - self.last_draw >= self.min_interval:
             self.curves()
