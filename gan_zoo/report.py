@@ -20,8 +20,8 @@ from typing import Any
 import click
 
 from .errors import GanZooError, UsageError
-from .rundir import RunDir, _atomic_write
-from .visual.curves import RunSeries, higher_is_better, load_run, render_curves
+from .rundir import RunDir
+from .visual.curves import RunSeries, higher_is_better, load_run, render_curves, write_atomic
 from .visual.evolution import render_evolution, sample_steps
 
 # Final-value columns of the comparison table: (key, heading, digits).
@@ -323,7 +323,7 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike = "report
     text = render_html(reports, title)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out, text.encode("utf-8"))
+        write_atomic(out, text.encode("utf-8"))
     except OSError as exc:
         raise GanZooError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     return out

@@ -118,6 +118,8 @@ def test_training_keeps_curves_and_evolution_in_the_run(tmp_path, image_folder):
     assert series.train["loss_d"][0].tolist() == [1, 2, 3, 4]
     assert series.config["arch"] == "conv32"
     assert not (run / "tensorboard").exists()  # only with --tensorboard
+    for name in ("curves.png", "evolution.png"):  # readable by others, like any written file
+        assert (run / name).stat().st_mode & 0o777 == 0o644
 
 
 def test_live_plots_redraw_after_each_grid(tmp_path, image_folder, monkeypatch):

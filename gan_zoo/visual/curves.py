@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..knobs import KNOBS
-from ..rundir import RunDir, _atomic_write
+from ..rundir import RunDir
 
 # Training records carry these; anything numeric in other records is an evaluation metric.
 TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_per_s")
@@ -30,6 +31,20 @@ NOT_METRIC_SUFFIXES = ("_n", "_n_real", "_std", "_threshold", "_seconds", "_time
 LR_KNOBS = ("lr_g_scale", "lr_d_scale")
 
 Series = tuple[np.ndarray, np.ndarray]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` so a viewer never sees half a picture; readable like any other file (a
+    temporary file starts private)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -380,6 +395,6 @@ def plot_curves(runs: RunSeries | list[RunSeries], out: str | os.PathLike,
     runs = [runs] if isinstance(runs, RunSeries) else list(runs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, render_curves(runs, title))
+    write_atomic(out, render_curves(runs, title))
     return out
 

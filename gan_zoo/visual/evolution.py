@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..rundir import _atomic_write
+from .curves import write_atomic
 
 GRID_RE = re.compile(r"^step-(\d+)\.png$")
 PAD = 2  # gan_zoo.images.grid's padding between tiles
@@ -114,7 +114,7 @@ def evolution_strip(run_dir: str | os.PathLike, out: str | os.PathLike | None = 
     if n_images is None:
         n_images = _grid_size(run_dir)
     out = Path(out) if out is not None else run_dir / "evolution.png"
-    _atomic_write(out, render_evolution(grids, n_images, **kwargs))
+    write_atomic(out, render_evolution(grids, n_images, **kwargs))
     return out
 
 
