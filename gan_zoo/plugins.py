@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import PLUGIN_API_VERSION, hookspecs
 from .errors import DuplicateComponentError
 from .interfaces import KIND_TITLES, Component
 from .registry import Entry, InvalidNameError, Registry
@@ -31,11 +31,10 @@ from .registry import Entry, InvalidNameError, Registry
 ENTRY_POINT_GROUP = "gan_zoo"
 BUILTIN_DISTRIBUTION = "gan-zoo"
 ENV_VAR = "GANZOO_PLUGINS"
-# The plugin API this gan-zoo implements (same number as gan_zoo.PLUGIN_API_VERSION), and the
-# versions whose plugins it still loads. A plugin module may declare the version it was written
-# for as a module attribute ``GANZOO_PLUGIN_API = 1``; without it, the current one is assumed.
-PLUGIN_API_VERSION = 1
-SUPPORTED_API_VERSIONS: tuple[int, ...] = (1,)
+# The plugin API this gan-zoo implements (gan_zoo.PLUGIN_API_VERSION) and the versions whose
+# plugins it still loads. A plugin module may declare the version it was written for as a
+# module attribute ``GANZOO_PLUGIN_API = 1``; without it, the current one is assumed.
+SUPPORTED_API_VERSIONS: tuple[int, ...] = (PLUGIN_API_VERSION,)
 API_ATTRIBUTE = "GANZOO_PLUGIN_API"
 
 
