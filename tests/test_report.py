@@ -74,6 +74,7 @@ def test_one_run_report_has_config_metrics_and_three_pictures(tmp_path):
     # config, status, final values, best metric with its step
     assert "noise-anneal" in text and "options.conv32.width" in text
     assert "40 of 40 steps" in text
+    assert "20 s" in text  # wall time: the last record's time
     assert "60 <span class=dim>@ 26</span>" in text  # best FID 60 at step 26 (lower is better)
     assert "lower is better" in text
     assert "Comparison" not in text

@@ -137,7 +137,8 @@ def series_from_records(records: Iterable[dict[str, Any]], name: str = "run",
                     points[:] = [p for p in points if p[0] < step]
             last_step = step
             for key, value in record.items():
-                if _is_number(value) and (key in TRAIN_KEYS or key.startswith("knob.")):
+                if _is_number(value) and (key in TRAIN_KEYS or key == "time"
+                                          or key.startswith("knob.")):
                     train.setdefault(key, []).append((step, float(value)))
             continue
         event = record.get("event")
