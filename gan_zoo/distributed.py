@@ -95,6 +95,15 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
+def check_gpus(device: str, nproc: int) -> None:
+    """One process per GPU: refuse more processes than visible GPUs when training on CUDA."""
+    if device != "cpu" and torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise UsageError(
+            f"--nproc {nproc} needs {nproc} GPUs (one per process) but "
+            f"{torch.cuda.device_count()} are visible; use --nproc {torch.cuda.device_count()} "
+            "or --device cpu")
+
+
 def is_comm_error(exc: BaseException) -> bool:
     """Whether an exception comes from the communication layer (a peer died, hung, or left)."""
     if isinstance(exc, dist.DistError):

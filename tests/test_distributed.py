@@ -94,6 +94,15 @@ def test_sync_bn_on_cpu_is_refused_and_single_process_is_untouched():
     assert DistContext().wrap(module, torch.device("cpu")) is module
 
 
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    distributed.check_gpus("auto", 2)
+    distributed.check_gpus("cpu", 8)
+    with pytest.raises(UsageError, match="--nproc 3 needs 3 GPUs .* 2 are visible"):
+        distributed.check_gpus("auto", 3)
+
+
 def test_rank_seeds_differ_by_rank_and_checkpoint():
     seeds = {DistContext(rank=r, world_size=4).rank_seed(7, step)
              for r in range(1, 4) for step in (0, 500, 1000)}
