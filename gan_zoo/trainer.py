@@ -356,6 +356,8 @@ class Trainer:
             "loss_g": loss_g.item(),
             "d_real": torch.sigmoid(real_logits).mean().item(),
             "d_fake": torch.sigmoid(fake_logits).mean().item(),
+            # E[sign D(x)] on reals: the overfitting signal adaptive augmentation (ada) reads.
+            "d_real_sign": torch.sign(real_logits).mean().item(),
             "d_acc": acc.item(),
             "d_steps": float(d_steps),
         }

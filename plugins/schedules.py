@@ -1,4 +1,5 @@
-"""Built-in schedules: instance-noise annealing, loss-balanced discriminator work, learning rates.
+"""Built-in schedules: instance-noise annealing, loss-balanced D work, learning rates, adaptive
+augmentation.
 
 A schedule sets training knobs (gan_zoo.knobs) before every step from the training state and
 may watch each step's statistics afterwards. Stateful schedules return their state from
@@ -228,7 +229,56 @@ class TTUR(LRSchedule):
     Options = TTUROptions
 
 
+# --------------------------------------------------------------------------- ada
+
+
+class AdaptiveAugmentOptions(Options):
+    target: float = Field(
+        0.6, ge=0, le=1, description="E[sign D(x)] on real images to hold (paper: 0.6); above it "
+        "D is overfitting and augmentation increases")
+    interval: int = Field(4, ge=1, le=10000, description="adjust p every this many steps")
+    ramp_steps: int = Field(
+        500, ge=1, description="steps p needs to go from 0 to 1 when always pushed one way")
+    p_max: float = Field(0.8, ge=0, le=1, description="upper bound on p")
+
+
+class AdaptiveAugment(Schedule):
+    """Adaptive augmentation probability (Karras et al. 2020): raises p while D overfits."""
+
+    name = "ada"
+    Options = AdaptiveAugmentOptions
+    knobs = ("augment_p",)
+
+    def __init__(self, options: Options | None = None):
+        super().__init__(options)
+        self.p = 0.0
+        self.signs: list[float] = []
+
+    def values(self, state: TrainState) -> dict[str, float]:
+        return {"augment_p": self.p}
+
+    def observe(self, state: TrainState, stats: dict[str, float]) -> None:
+        value = stats.get("d_real_sign")
+        if value is None or not math.isfinite(value):
+            return
+        self.signs.append(value)
+        o = self.options
+        if len(self.signs) < o.interval:
+            return
+        r = sum(self.signs) / len(self.signs)
+        self.signs = []
+        step = math.copysign(o.interval / o.ramp_steps, r - o.target) if r != o.target else 0.0
+        self.p = min(o.p_max, max(0.0, self.p + step))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"p": self.p, "signs": list(self.signs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.p = float(state["p"])
+        self.signs = [float(v) for v in state["signs"]]
+
+
 @gan_zoo.hookimpl
 def register_schedules(register):
-    for cls in (NoiseAnneal, LossBalance, LRSchedule, TTUR):
+    for cls in (NoiseAnneal, LossBalance, LRSchedule, TTUR, AdaptiveAugment):
         register(cls)

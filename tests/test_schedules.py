@@ -214,3 +214,44 @@ def test_schedules_combine_knobs_logged_state_checkpointed(tmp_path):
     _, meta, _ = api.load_checkpoint(res.run_dir)
     assert set(meta["schedules"]) == {"noise-anneal", "loss-balance", "ttur"}
     assert meta["schedules"]["loss-balance"]["smoothed"] is not None
+
+
+# --------------------------------------------------------------------------- ada
+
+
+def test_ada_raises_p_while_d_overfits_and_lowers_it_after():
+    s = build("schedule", "ada", {"interval": 2, "ramp_steps": 10, "p_max": 0.5})
+    assert at(s, 0) == {"augment_p": 0.0}
+    for i in range(8):  # D sure of every real image: sign = 1 > 0.6
+        s.observe(TrainState(i + 1, 100), {"d_real_sign": 1.0})
+    assert s.p == pytest.approx(0.5)  # 4 adjustments of 0.2, capped at p_max
+    for i in range(4):  # D unsure: sign mean 0 < 0.6
+        s.observe(TrainState(i + 9, 100), {"d_real_sign": 0.0})
+    assert s.p == pytest.approx(0.1)
+    t = build("schedule", "ada", {"interval": 2, "ramp_steps": 10, "p_max": 0.5})
+    s.observe(TrainState(13, 100), {"d_real_sign": 1.0})  # half an interval pending
+    t.load_state_dict(json.loads(json.dumps(s.state_dict())))
+    for x in (s, t):
+        x.observe(TrainState(14, 100), {"d_real_sign": 1.0})
+    assert t.p == s.p == pytest.approx(0.3)
+
+
+def test_ada_drives_augment_p_in_the_engine(tmp_path):
+    tr = trainer(tmp_path, schedules=["ada"], augment=["diffaugment"],
+                 options={"ada": {"interval": 1, "ramp_steps": 2, "target": 0.0}})
+    tr.train_step()
+    first = tr.last_stats["d_real_sign"]
+    assert tr.knobs["augment_p"] == 0.0 and -1 <= first <= 1
+    tr.train_step()  # p moved by interval / ramp_steps = 0.5 in the direction of sign - target
+    assert tr.knobs["augment_p"] == (0.5 if first > 0 else 0.0)
+
+
+def test_conflicting_schedules_on_the_command_line_exit_2():
+    from click.testing import CliRunner
+
+    from gan_zoo.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--sched", "noise-anneal", "--sched", "ttur",
+                                      "--sched", "lr", "--steps", "1"])
+    assert result.exit_code == 2
+    assert "schedules 'ttur' and 'lr' both drive the knob 'lr_g_scale'" in result.output
