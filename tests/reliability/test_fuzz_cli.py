@@ -130,7 +130,7 @@ SIMPLE = {"--batch-size": ("batch_size", int), "--seed": ("seed", int),
           "--keep-checkpoints": ("keep_checkpoints", int), "--steps": ("steps", int)}
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pairs=train_pairs())
 def test_train_options_never_crash(fake_training, pairs):
     argv = [tok for flag, value in pairs for tok in ((flag,) if value is None else (flag, value))]
@@ -163,7 +163,7 @@ TOKENS = st.one_of(st.sampled_from(NASTY + ["--arch", "--steps", "--lr-g", "--sc
                    st.text(max_size=12))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(command=st.sampled_from(["train", "list", "show", "sample", "plugins", "recipes", "frobnicate"]),
        tokens=st.lists(TOKENS, max_size=6))
 def test_any_tokens_on_any_command_never_crash(fake_training, command, tokens):
@@ -209,7 +209,7 @@ def _write(tmp: Path, data: bytes) -> Path:
     return path
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(values=config_values())
 def test_config_files_are_valid_or_one_usage_error(values):
     try:
@@ -227,7 +227,7 @@ def test_config_files_are_valid_or_one_usage_error(values):
         assert again == cfg
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.one_of(st.binary(max_size=200),
                       st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
                       st.lists(st.sampled_from(['a = 1', '[x]', '"', "= =", "steps = 3",
