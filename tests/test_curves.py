@@ -125,7 +125,11 @@ def test_training_keeps_curves_and_evolution_in_the_run(tmp_path, image_folder):
 def test_live_plots_redraw_after_each_grid(tmp_path, image_folder, monkeypatch):
     drawn = []
     monkeypatch.setattr(live, "plot_curves", lambda s, out: drawn.append(s.last_step))
+    (tmp_path / "run").mkdir()
+    litter = tmp_path / "run" / ".curves.png.abc123.tmp"  # a drawing cut short by a kill
+    litter.write_bytes(b"half a png")
     _train(tmp_path, image_folder, steps=5)
+    assert not litter.exists()
     # after the grids of steps 2, 4 and the last one (5); the end adds nothing new
     assert drawn == [2, 4, 5]
 
