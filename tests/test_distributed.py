@@ -37,6 +37,9 @@ from .reliability.helpers import REPO, TINY, TINY_ARGS, assert_bit_identical, cl
 from .reliability.helpers import tiny_data as _tiny_data
 
 WORLD = 2
+needs_gloo = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="this PyTorch build has no torch.distributed with gloo")
 BATCH = 8  # global batch: 4 images per rank
 N_IMAGES = 40
 
@@ -251,6 +254,7 @@ def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@needs_gloo
 def test_two_ranks_train_identically_and_resume_exactly(tmp_path):
     procs = _start("train", tmp_path)
     results = [_finish(p, 240) for p in procs]
@@ -286,6 +290,7 @@ def test_two_ranks_train_identically_and_resume_exactly(tmp_path):
         (tmp_path / "mismatch-rank0.txt").read_text()
 
 
+@needs_gloo
 @pytest.mark.parametrize("scenario", ["die", "hang"])
 def test_lost_rank_stops_the_other_with_an_error(tmp_path, scenario):
     """Rank 1 dies (or hangs) at step 2: rank 0 exits with one message instead of waiting."""
@@ -302,6 +307,7 @@ def test_lost_rank_stops_the_other_with_an_error(tmp_path, scenario):
         assert procs[1].returncode == 3
 
 
+@needs_gloo
 def test_nproc_resumes_a_one_process_run_on_two(tmp_path):
     """`ganzoo train --nproc 2` (torchrun's launcher) continues a run begun in one process:
     same global batch and data order, rank 0 writes, the world size goes into checkpoints."""
