@@ -97,6 +97,8 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
 
 def check_gpus(device: str, nproc: int) -> None:
     """One process per GPU: refuse more processes than visible GPUs when training on CUDA."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but no CUDA device is available")
     if device != "cpu" and torch.cuda.is_available() and nproc > torch.cuda.device_count():
         raise UsageError(
             f"--nproc {nproc} needs {nproc} GPUs (one per process) but "

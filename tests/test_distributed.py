@@ -98,6 +98,9 @@ def test_sync_bn_on_cpu_is_refused_and_single_process_is_untouched():
 
 
 def test_more_processes_than_gpus_is_refused(monkeypatch):
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            distributed.check_gpus("cuda", 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     distributed.check_gpus("auto", 2)
