@@ -222,7 +222,7 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
         if out is None:  # one name for every process, chosen here
             argv += ["--out", run_dir]
     distributed.per_rank_batch(cfg.batch_size, nproc)
-    distributed.check_gpus(cfg.device, nproc)
+    distributed.check_gpus(cfg.device, nproc, cfg.sync_bn)
     echo(f"starting {nproc} processes (torchrun, standalone)")
     distributed.launch(nproc, argv, run_dir)
 

@@ -95,8 +95,13 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def check_gpus(device: str, nproc: int) -> None:
-    """One process per GPU: refuse more processes than visible GPUs when training on CUDA."""
+def check_gpus(device: str, nproc: int, sync_bn: bool = False) -> None:
+    """One process per GPU: refuse more processes than visible GPUs when training on CUDA
+    (and --sync-bn without CUDA), before any process starts."""
+    on_cpu = device == "cpu" or not torch.cuda.is_available()
+    if sync_bn and nproc > 1 and on_cpu:
+        raise UsageError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU "
+                         "(train without --sync-bn, or on GPUs)")
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was requested but no CUDA device is available")
     if device != "cpu" and torch.cuda.is_available() and nproc > torch.cuda.device_count():
@@ -177,8 +182,7 @@ class DistContext:
         if not (self.active and sync_bn):
             return module
         if device.type != "cuda":
-            raise UsageError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU "
-                             "(train without --sync-bn, or on GPUs)")
+            check_gpus("cpu", self.world_size, sync_bn=True)  # raises: the same message
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
     @_collective

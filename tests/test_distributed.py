@@ -103,7 +103,9 @@ def test_more_processes_than_gpus_is_refused(monkeypatch):
             distributed.check_gpus("cuda", 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    distributed.check_gpus("auto", 2)
+    distributed.check_gpus("auto", 2, sync_bn=True)
+    with pytest.raises(UsageError, match="--sync-bn needs CUDA"):
+        distributed.check_gpus("cpu", 2, sync_bn=True)
     distributed.check_gpus("cpu", 8)
     with pytest.raises(UsageError, match="--nproc 3 needs 3 GPUs .* 2 are visible"):
         distributed.check_gpus("auto", 3)
