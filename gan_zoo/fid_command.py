@@ -71,7 +71,7 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
     from .data import load_dataset
     from .trainer import resolve_device
 
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     weights = find_weights(inception_weights)  # first: no weights fails in milliseconds
     dev = resolve_device(device)
     echo = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
@@ -111,7 +111,8 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
     record.update({"mode": mode, "weights": str(weights.path), "weights_sha1": fx.sha1,
                    "weights_verified": fx.verified or "unknown file (not checked)",
                    "reference_cached": all(s.cached for s in context._real.values()),
-                   "seconds": round(time.perf_counter() - started, 2)})
+                   "seconds": round(time.perf_counter() - started, 2),
+                   "cpu_seconds": round(time.process_time() - started_cpu, 2)})
     if run is not None and not no_log:
         run.log({"step": record["step"], "event": "fid", **record})
     if as_json:
