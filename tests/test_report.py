@@ -132,6 +132,7 @@ def test_report_of_a_trained_run_through_the_cli(tmp_path, image_folder):
 @pytest.mark.parametrize("args, message", [
     (["report", "{tmp}/missing"], "does not exist"),
     (["report", "{tmp}"], "is not a run directory"),
+    (["report", "{run}/config.toml"], "is not a run directory"),
     (["report", "{run}", "--out", "{tmp}"], "is a folder"),
     (["report"], "Missing argument"),
 ])
