@@ -212,6 +212,19 @@ def _worker(scenario: str, out: Path) -> None:
         for name, extra in MODES.items():
             _dump(api.train(_config(2, **extra), out=out / name, data=data).trainer,
                   out / f"{name}-rank{rank}.pt")
+        # A NaN in one rank's copy of D (after step 2): every rank rolls back together.
+        injected: list[int] = []
+
+        def poison(trainer, stats):
+            if rank == 1 and trainer.step == 2 and not injected:
+                injected.append(trainer.step)
+                with torch.no_grad():
+                    next(trainer.D.parameters()).fill_(float("nan"))
+
+        trainer = api.prepare_training(_config(5, on_nonfinite="rollback"), out=out / "nan",
+                                       data=data, callbacks=Callbacks(on_step=[poison]))
+        trainer.train()
+        _dump(trainer, out / f"nan-rank{rank}.pt")
         # Last (it breaks the group): rank 1 started with another seed is refused.
         try:
             api.prepare_training(_config(2, seed=4 + rank), out=out / "m", data=data)
@@ -270,6 +283,11 @@ def test_two_ranks_train_identically_and_resume_exactly(tmp_path):
     assert_bit_identical(ranks[0], ranks[1])
     for name in MODES:
         assert_bit_identical(*(torch.load(tmp_path / f"{name}-rank{r}.pt") for r in range(WORLD)))
+    # The NaN on rank 1 alone: both ranks rolled back at the same step and finished identical.
+    assert_bit_identical(*(torch.load(tmp_path / f"nan-rank{r}.pt") for r in range(WORLD)))
+    events = [r for r in RunDir(tmp_path / "nan").read_metrics() if r.get("event") == "rollback"]
+    assert len(events) == 1 and events[0]["step"] == 0, events
+    assert events[0]["reason"].endswith("at step 3")  # found at step 3, back to step 0
     # Resumed run: 3 steps + resume + 3 steps == 6 steps, bit for bit.
     assert_bit_identical(ranks[0], torch.load(tmp_path / "b-rank0.pt"))
     run = RunDir(tmp_path / "a")
