@@ -35,6 +35,7 @@ from .plugins import component_record, get_registry, plugin_versions
 from .rundir import RunDir
 
 DEFAULT_STEPS = 1500
+EMA_NORM_BATCHES = 8  # batches of 64 that measure the EMA generator's batch-norm statistics
 
 
 class NonFiniteError(GanZooError):
@@ -121,6 +122,7 @@ class Trainer:
         self.D_train = self.dist.wrap(self.D, self.device)
         self._pending_nonfinite: NonFiniteError | None = None
         self.G_ema = self._make_ema() if config.ema_decay > 0 else None
+        self._ema_norm_step = -1  # step at which G_ema's batch-norm statistics were last measured
         # Fused Adam: one pass over each parameter instead of one per arithmetic operation.
         fused = self.device.type in ("cpu", "cuda")
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g,
@@ -165,7 +167,35 @@ class Trainer:
 
     def sampling_generator(self) -> nn.Module:
         """The weights used for samples and evaluation: the EMA copy when on."""
-        return self.G_ema if self.G_ema is not None else self.G
+        if self.G_ema is None:
+            return self.G
+        self._recalibrate_ema_norm()
+        return self.G_ema
+
+    @torch.no_grad()
+    def _recalibrate_ema_norm(self) -> None:
+        """Give the EMA copy batch-norm statistics of its own weights.
+
+        The copy takes G's running statistics each step, but those were measured on G's current
+        weights, not on the averaged ones; with a fast-moving G the mismatch shifts every sample
+        the same way (one hue for the whole grid). A few forward passes on fixed noise fix it.
+        Own RNG and no optimizer state touched, so training stays bit-identical.
+        """
+        norms = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms or self._ema_norm_step == self.step:
+            return
+        saved = [(m.momentum, m.training) for m in norms]
+        rng = torch.Generator().manual_seed(self.config.seed + 2)
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+            m.train()
+        for _ in range(EMA_NORM_BATCHES):
+            self.G_ema(self.G_ema.sample_latent(64, generator=rng).to(self.device))
+        for m, (momentum, training) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.train(training)
+        self._ema_norm_step = self.step
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -403,6 +433,8 @@ class Trainer:
 
     def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors: dict[str, Tensor] = {}
+        if self.G_ema is not None:
+            self._recalibrate_ema_norm()  # the saved EMA generator samples as it did in training
         for prefix, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
             if module is not None:
                 for k, v in module.state_dict().items():
