@@ -3,6 +3,8 @@ precision/recall/density/coverage and the near-duplicate rate. No models, no fil
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -29,7 +31,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     diff = mu1 - mu2
     # Without disp=: deprecated in SciPy 1.17, where disp=False even returns a bare array
     # for 1x1 input (clean-fid's `covmean, _ = sqrtm(..., disp=False)` then fails).
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    with warnings.catch_warnings():
+        # With N <= D samples the covariances are singular; sqrtm then warns on every call
+        # although the product's square root is still well defined (fallback below if not).
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
