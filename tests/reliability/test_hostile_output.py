@@ -30,6 +30,12 @@ from gan_zoo.trainer import Callbacks
 from .helpers import TINY_ARGS, assert_all_checkpoints_sound, tiny_config, tiny_data
 
 
+@pytest.fixture(autouse=True)
+def _no_plots(monkeypatch):
+    """Live curves and evolution strips are not what these tests are about: skip their CPU."""
+    monkeypatch.setattr("gan_zoo.api.CALLBACK_FACTORIES", [])
+
+
 def _invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args))
     assert "Traceback" not in result.output, result.output
@@ -87,7 +93,7 @@ def test_new_run_in_a_read_only_folder(tmp_path, tiny_loader):
 
 def test_resume_when_the_run_became_read_only_loses_nothing(tmp_path, tiny_loader):
     run = tmp_path / "run"
-    api.train(tiny_config(steps=4, checkpoint_every=2), out=run, data=tiny_data())
+    api.train(tiny_config(sample_grid=4, steps=4, checkpoint_every=2), out=run, data=tiny_data())
     before = _snapshot(run)
     metrics = RunDir(run).metrics_path.read_bytes()
     with read_only(run, RunDir(run).checkpoints_dir):
@@ -108,7 +114,7 @@ def test_checkpoints_folder_turning_read_only_mid_run(tmp_path):
             lock.enter_context(read_only(RunDir(run).checkpoints_dir))
 
     with lock, pytest.raises(CheckpointError) as info:
-        api.train(tiny_config(steps=8, checkpoint_every=2), out=run, data=tiny_data(),
+        api.train(tiny_config(sample_grid=4, steps=8, checkpoint_every=2), out=run, data=tiny_data(),
                   callbacks=Callbacks(on_step=[lock_after_step_3]))
     message = str(info.value)
     assert "cannot write the checkpoint of step 4" in message and "already saved are intact" in message
@@ -171,7 +177,7 @@ def test_disk_full_while_writing_metrics_or_samples(tmp_path, tiny_loader, monke
 
     monkeypatch.setattr("gan_zoo.rundir.open", full_open, raising=False)
     cfg = tmp_path / "every-step.toml"
-    cfg.write_text("log_every = 1\n")
+    cfg.write_text("log_every = 1\nsample_grid = 4\n")
     code, out = _invoke("train", *TINY_ARGS, "--config", str(cfg), "--steps", "6",
                         "--checkpoint-every", "1", "--batch-size", "8", "--out", str(run), "-q")
     assert code == 1 and "cannot write metrics" in out and "No space left on device" in out

@@ -37,6 +37,13 @@ from gan_zoo.rundir import RunDir
 from ..conftest import write_images
 from .helpers import REPO, TINY, TINY_ARGS, tiny_config, tiny_data
 
+
+@pytest.fixture(autouse=True)
+def _no_plots(monkeypatch):
+    """Live curves and evolution strips are not what these tests are about: skip their CPU."""
+    monkeypatch.setattr("gan_zoo.api.CALLBACK_FACTORIES", [])
+
+
 # ------------------------------------------------------------------ static scan
 
 # Calls (or mere references) that deserialize code-carrying formats or run code from data.
@@ -228,7 +235,8 @@ def test_pickles_are_refused_without_being_deserialized(tmp_path):
         result = CliRunner().invoke(cli, ["sample", str(path), "--out", str(tmp_path / "x.png")])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     # A booby-trapped file in place of a run's newest checkpoint: skipped as damaged.
-    api.train(tiny_config(steps=2, checkpoint_every=1), out=tmp_path / "run", data=tiny_data())
+    api.train(tiny_config(sample_grid=4, steps=2, checkpoint_every=1), out=tmp_path / "run",
+              data=tiny_data())
     run = RunDir(tmp_path / "run")
     run.step_checkpoint(3).write_bytes((tmp_path / "zipped.pt").read_bytes())
     path, _, meta, problems = run.latest_valid()
@@ -279,7 +287,8 @@ def test_metadata_size_limits_at_the_boundary(tmp_path):
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
     root = tmp_path_factory.mktemp("good")
-    api.train(tiny_config(steps=2, checkpoint_every=1), out=root / "run", data=tiny_data())
+    api.train(tiny_config(sample_grid=4, steps=2, checkpoint_every=1), out=root / "run",
+              data=tiny_data())
     return root / "run", *ckpt.load(RunDir(root / "run").step_checkpoint(2))
 
 
@@ -389,7 +398,7 @@ def test_config_values_cannot_write_outside_the_run_directory(tmp_path, monkeypa
         return result.exit_code, result.output
 
     base = ('arch = "conv32"\nsteps = 2\nbatch_size = 8\ncheckpoint_every = 1\nsample_every = 1\n'
-            'log_every = 1\n[options.conv32]\nwidth = 8\nlatent_dim = 16\n')
+            'log_every = 1\nsample_grid = 4\n[options.conv32]\nwidth = 8\nlatent_dim = 16\n')
     # The data path itself goes up and around: read, never written.
     code, out = run(f'data = "../../data/../data"\n{base}', "updown")
     assert code == 0, out
