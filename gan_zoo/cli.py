@@ -336,11 +336,9 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    components: {names}")
 
 
+cli.add_command(fid_command.fid)
 cli.add_command(report_command)
 cli.add_command(recipes_command)
-
-
-cli.add_command(fid_command.fid)
 
 
 def main() -> None:
