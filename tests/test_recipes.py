@@ -33,7 +33,7 @@ def recipe(name: str):
 
 def test_all_seed_recipes_present_in_examples():
     found = available()
-    assert EXPECTED <= set(found)
+    assert set(found) >= EXPECTED
     assert all(found[n].path.parent == REPO / "examples" / "recipes" for n in EXPECTED)
     assert all(found[n].description for n in EXPECTED)
 
@@ -100,7 +100,7 @@ def test_recipe_by_path_and_listing(tmp_path):
     assert find(str(REPO / "examples" / "recipes" / "aircraft-dcgan.toml")).name == "aircraft-dcgan"
     result = invoke("recipes", "--json")
     assert result.exit_code == 0
-    assert EXPECTED <= {r["name"] for r in json.loads(result.output)}
+    assert {r["name"] for r in json.loads(result.output)} >= EXPECTED
     assert "Face seed, model 7.3" in invoke("recipes").output
 
 
