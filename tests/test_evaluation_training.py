@@ -60,6 +60,14 @@ class _Plugin:
 
 
 @pytest.fixture(autouse=True)
+def _only_evaluation(monkeypatch: pytest.MonkeyPatch):
+    """Live plots are not under test here: attach the evaluation alone, to save CPU."""
+    from gan_zoo.evaluation import during_training
+
+    monkeypatch.setattr("gan_zoo.api.CALLBACK_FACTORIES", [during_training.attach])
+
+
+@pytest.fixture(autouse=True)
 def scripted_metrics():
     system = plugin_system()
     system.add_plugin(_Plugin(), name="scripted-metrics")
@@ -70,6 +78,7 @@ def scripted_metrics():
 def run(data: Path, out: Path, metric: str, values: list[float], steps: int, **extra):
     config = {"arch": "conv32", "data": str(data), "batch_size": 8, "steps": steps,
               "eval_every": 2, "metric": metric, "checkpoint_every": 100, "sample_every": 100,
+              "sample_grid": 4,
               "options": {"conv32": {"width": 8}, metric: {"values": values}}, **extra}
     return api.train(config, out=out)
 
@@ -159,7 +168,7 @@ def test_evaluation_does_not_change_training(tmp_path: Path, image_folder: Path)
     """A real offline metric (coverage: builds a random network, samples the generator) leaves
     the training bit for bit as without evaluation."""
     base = {"arch": "conv32", "data": str(image_folder), "batch_size": 8, "steps": 4,
-            "checkpoint_every": 100, "sample_every": 100, "ema_decay": 0}
+            "checkpoint_every": 100, "sample_every": 100, "ema_decay": 0, "sample_grid": 4}
     plain = api.train({**base, "options": {"conv32": {"width": 8}}}, out=tmp_path / "a")
     evald = api.train({**base, "eval_every": 2, "metric": "coverage",
                        "options": {"conv32": {"width": 8}, "coverage": {"n": 16}}},
