@@ -1,8 +1,8 @@
 """Recipes: named training configs (TOML) that reproduce an experiment in one command.
 
-A recipe is an ordinary config file (`ganzoo train --config FILE` reads the same keys) kept in
-``examples/recipes/``; its leading ``#`` comment lines describe it. ``ganzoo train --recipe NAME``
-finds ``NAME.toml`` there (or takes a path), and command-line flags override what it sets.
+A recipe is an ordinary config file (`ganzoo train --config FILE` reads the same keys) shipped
+in the package's ``recipe_files/`` folder; its leading ``#`` comment lines describe it.
+``ganzoo train --recipe NAME`` finds ``NAME.toml`` there (or takes a path), and command-line flags override what it sets.
 Giving ``--arch`` moves the recipe's architecture options to the new architecture, so
 ``--recipe aircraft-dcgan --arch conv32`` keeps the aircraft network's shape at 32 pixels.
 """
@@ -21,14 +21,14 @@ from .config import load_config_file
 from .errors import UsageError
 
 ENV_VAR = "GANZOO_RECIPES"
+BUILTIN_DIR = Path(__file__).resolve().parent / "recipe_files"
 
 
 def recipe_dirs() -> list[Path]:
-    """Where recipes are looked up: $GANZOO_RECIPES (path list), then the source checkout's
-    examples/recipes, then ./examples/recipes."""
+    """Where recipes are looked up: $GANZOO_RECIPES (path list), then the ones shipped with the
+    package (installed or not)."""
     dirs = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[1] / "examples" / "recipes")
-    dirs.append(Path.cwd() / "examples" / "recipes")
+    dirs.append(BUILTIN_DIR)
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:
@@ -115,7 +115,7 @@ def recipes_command(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("no recipes found (they live in examples/recipes of a source checkout, or in "
+        click.echo("no recipes found (the package's recipe_files folder is missing; add folders with "
                    f"folders named by ${ENV_VAR})")
     for r in rows:
         click.echo(f"{r['name']}\n    {r['description']}")

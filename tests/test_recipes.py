@@ -1,4 +1,4 @@
-"""Recipes: every one in examples/recipes validates and builds, they hold the seeds' settings,
+"""Recipes: every one in gan_zoo/recipe_files validates and builds, they hold the seeds' settings,
 `ganzoo train --recipe` runs one end to end with flags overriding it, --arch retargets its
 architecture options, and mistakes are one message with exit code 2."""
 
@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from gan_zoo.assembly import build_components
 from gan_zoo.cli import cli
 from gan_zoo.config import make_config
-from gan_zoo.recipes import available, find, start_values
+from gan_zoo.recipes import BUILTIN_DIR, available, find, start_values
 
-from .conftest import REPO, write_images
+from .conftest import write_images
 
 EXPECTED = {"face-model5-baseline", "face-model6-dropout", "face-model7-noise",
             "face-model8-balance", "face-model4.3-d-faster", "face-model4.4-g-faster",
@@ -34,7 +34,7 @@ def recipe(name: str):
 def test_all_seed_recipes_present_in_examples():
     found = available()
     assert set(found) >= EXPECTED
-    assert all(found[n].path.parent == REPO / "examples" / "recipes" for n in EXPECTED)
+    assert all(found[n].path.parent == BUILTIN_DIR for n in EXPECTED)
     assert all(found[n].description for n in EXPECTED)
 
 
@@ -97,7 +97,7 @@ def test_train_with_recipe_end_to_end_flags_override(tmp_path):
 
 
 def test_recipe_by_path_and_listing(tmp_path):
-    assert find(str(REPO / "examples" / "recipes" / "aircraft-dcgan.toml")).name == "aircraft-dcgan"
+    assert find(str(BUILTIN_DIR / "aircraft-dcgan.toml")).name == "aircraft-dcgan"
     result = invoke("recipes", "--json")
     assert result.exit_code == 0
     assert {r["name"] for r in json.loads(result.output)} >= EXPECTED
