@@ -2,7 +2,8 @@
 
 A recipe is an ordinary config file (`ganzoo train --config FILE` reads the same keys) shipped
 in the package's ``recipe_files/`` folder; its leading ``#`` comment lines describe it.
-``ganzoo train --recipe NAME`` finds ``NAME.toml`` there (or takes a path), and command-line flags override what it sets.
+``ganzoo train --recipe NAME`` finds ``NAME.toml`` there (or takes a path), and command-line
+flags override what it sets.
 Giving ``--arch`` moves the recipe's architecture options to the new architecture, so
 ``--recipe aircraft-dcgan --arch conv32`` keeps the aircraft network's shape at 32 pixels.
 """
