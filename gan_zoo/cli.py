@@ -50,6 +50,13 @@ class GanZooGroup(click.Group):
             where = f" ({exc.filename})" if exc.filename else ""
             click.echo(f"Error: {exc.strerror}{where}", err=True)
             ctx.exit(1)
+        except ValueError as exc:
+            # The OS cannot represent such a path at all; any command taking a path can hit it.
+            if "null byte" not in str(exc):
+                raise
+            click.echo("Error: a path argument contains a NUL byte (\\0); no file can have that name",
+                       err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=GanZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
