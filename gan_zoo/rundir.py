@@ -58,7 +58,7 @@ class RunDir:
     def write_config(self, text: str) -> None:
         """Replace config.toml atomically: a crash must never leave a cut config that a resume
         would read with defaults filled in."""
-        _atomic_write(self.config_path, text.encode("utf-8"))
+        atomic_write(self.config_path, text.encode("utf-8"))
 
     def log(self, record: dict[str, Any]) -> None:
         try:
@@ -82,7 +82,7 @@ class RunDir:
             if not isinstance(record, dict) or not isinstance(record.get("step"), int) \
                     or record["step"] <= step:
                 kept.append(line + "\n")
-        _atomic_write(self.metrics_path, "".join(kept).encode("utf-8"))
+        atomic_write(self.metrics_path, "".join(kept).encode("utf-8"))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -126,13 +126,17 @@ class RunDir:
         raise CheckpointError(f"no usable checkpoint in {str(self.path)!r}: {detail}")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` so no reader ever sees half a file. The temporary file starts
+    private (0600); `mode` widens it, e.g. 0o644 for pictures and reports meant to be shared."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

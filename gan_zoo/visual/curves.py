@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..knobs import KNOBS
-from ..rundir import RunDir
+from ..rundir import RunDir, atomic_write
 
 # Training records carry these; anything numeric in other records is an evaluation metric.
 TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_per_s")
@@ -34,17 +33,8 @@ Series = tuple[np.ndarray, np.ndarray]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` so a viewer never sees half a picture; readable like any other file (a
-    temporary file starts private)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace `path` so a viewer never sees half a picture; readable like any other file."""
+    atomic_write(path, data, mode=0o644)
 
 
 @dataclass
