@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import sys
@@ -10,14 +11,14 @@ from typing import Any
 
 import click
 
-from . import __version__, api, distributed, fid_command
-from .config import merge_options
-from .errors import GanZooError
-from .interfaces import KIND_TITLES, KINDS
-from .options import describe_options, parse_assignments
-from .plugins import get_registry, install_warning_format, plugin_system
-from .recipes import recipes_command, start_values
-from .report import report_command
+from . import __version__
+from .errors import GanZooError, install_warning_format
+from .kinds import KIND_TITLES, KINDS
+
+# Modules that import PyTorch (seconds) are imported inside the commands that need them, so
+# `ganzoo --help` and a `ganzoo fid` that cannot find its weights answer at once.
+LAZY_COMMANDS = {"fid": ("fid_command", "fid"), "recipes": ("recipes", "recipes_command"),
+                 "report": ("report", "report_command")}
 
 KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
                 **{v + "s": k for k, v in KIND_TITLES.items()}, "archs": "arch",
@@ -32,6 +33,15 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
 class GanZooGroup(click.Group):
     """Turns gan-zoo's user errors into one message and an exit code, never a traceback."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module, attr = LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(f".{module}", __package__), attr), name)
+        return super().get_command(ctx, name)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["ganzoo.argv"] = list(args)  # `train --nproc N` relaunches this command line
         return super().parse_args(ctx, args)
@@ -41,7 +51,7 @@ class GanZooGroup(click.Group):
             return super().invoke(ctx)
         except GanZooError as exc:
             if not getattr(exc, "quiet", False):  # quiet: already reported by rank 0
-                click.echo(f"{distributed.current().prefix()}Error: {exc}", err=True)
+                click.echo(f"{_rank_prefix()}Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             # The environment, not a bug: a full disk, a read-only or forbidden folder.
@@ -57,6 +67,12 @@ class GanZooGroup(click.Group):
             click.echo("Error: a path argument contains a NUL byte (\\0); no file can have that name",
                        err=True)
             ctx.exit(2)
+
+
+def _rank_prefix() -> str:
+    """"[rank N] " in a distributed run's non-zero ranks; distributed is loaded by then."""
+    dist = sys.modules.get(f"{__package__}.distributed")
+    return dist.current().prefix() if dist is not None else ""  # type: ignore[attr-defined]
 
 
 @click.group(cls=GanZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,6 +166,11 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
           quiet: bool, out: str | None, nproc: int | None, dist_timeout: float | None,
           **flags: Any) -> None:
     """Train a GAN. With no arguments: conv32 on the built-in shapes dataset."""
+    from . import api, distributed
+    from .config import merge_options
+    from .options import parse_assignments
+    from .recipes import start_values
+
     steps, epochs = flags.get("steps"), flags.get("epochs")
     if resume:
         others = [k for k, v in flags.items() if v not in (None, ()) and k not in
@@ -210,6 +231,7 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
             echo: Any) -> None:
     """`train --nproc N`: check the run once here, then start N copies of this command through
     torchrun's launcher (each joins the process group; rank 0 prints and writes)."""
+    from . import distributed
     from .assembly import build_components
     from .config import make_config
     from .rundir import RunDir, default_run_dir
@@ -250,6 +272,7 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
 def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
            device: str) -> None:
     """Generate images from a run directory or checkpoint file."""
+    from . import api
     from .trainer import resolve_device
 
     dev = resolve_device(device)
@@ -277,6 +300,8 @@ def list_cmd(kind: str | None, pattern: str, as_json: bool) -> None:
     """List components: KIND is arch, loss, schedule, augment or metric; PATTERN a wildcard."""
     if kind and kind not in KIND_ALIASES and pattern == "*":
         kind, pattern = None, kind  # `ganzoo list 'conv*'`
+    from .plugins import get_registry
+
     entries = get_registry().entries(_kind(kind), pattern)
     rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin,
              "distribution": e.distribution, "version": e.version,
@@ -299,6 +324,9 @@ def list_cmd(kind: str | None, pattern: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def show(name: str, as_json: bool) -> None:
     """Show a component's options: type, default and description."""
+    from .options import describe_options
+    from .plugins import get_registry
+
     registry = get_registry()
     entry = registry.find_any(name)
     if entry is None:
@@ -327,6 +355,8 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def plugins(as_json: bool) -> None:
     """Installed plugins: distribution, version, hooks and components (and failures)."""
+    from .plugins import plugin_system
+
     infos = [i.as_dict() for i in plugin_system().infos.values()]
     if as_json:
         click.echo(json.dumps(infos, indent=2))
@@ -341,11 +371,6 @@ def plugins(as_json: bool) -> None:
         if info["components"]:
             names = ", ".join(f"{c['name']} ({c['kind']})" for c in info["components"])
             click.echo(f"    components: {names}")
-
-
-cli.add_command(fid_command.fid)
-cli.add_command(report_command)
-cli.add_command(recipes_command)
 
 
 def main() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from typing import Any
+
 
 class GanZooError(Exception):
     """An error caused by user input or environment, shown without a traceback."""
@@ -47,3 +51,25 @@ class DataError(GanZooError):
 
 class CheckpointError(GanZooError):
     """A checkpoint that cannot be loaded safely."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or register; it is skipped."""
+
+
+def install_warning_format() -> None:
+    """Show PluginWarnings on the command line as one "Warning: ..." line, without the file
+    and source line Python adds (they point into gan-zoo, not at the broken plugin)."""
+    original = warnings.showwarning
+    if getattr(original, "_ganzoo", False):
+        return
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, PluginWarning):
+            print(f"Warning: {message}", file=file or sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    show._ganzoo = True  # type: ignore[attr-defined]
+    warnings.showwarning = show

@@ -15,18 +15,20 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import UsageError
-from .evaluation import MODES, ArraySource, EvalContext, FolderSource, build_metric, evaluate
-from .evaluation.features import InceptionExtractor
-from .evaluation.weights import ENV_VAR, find_weights
-from .rundir import RunDir
+from .evaluation.weights import ENV_VAR, MODES, find_weights
+
+if TYPE_CHECKING:
+    from .rundir import RunDir
 
 
 def _is_run_or_checkpoint(path: Path) -> bool:
+    from .rundir import RunDir
+
     if path.is_file():
         return True
     return path.is_dir() and (RunDir(path).config_path.exists() or RunDir(path).checkpoints_dir.is_dir())
@@ -34,6 +36,8 @@ def _is_run_or_checkpoint(path: Path) -> bool:
 
 def _run_of(checkpoint: Path) -> RunDir | None:
     """The run directory a checkpoint file belongs to (RUN/checkpoints/x.safetensors)."""
+    from .rundir import RunDir
+
     run = RunDir(checkpoint.parent.parent)
     return run if checkpoint.parent.name == "checkpoints" and run.config_path.exists() else None
 
@@ -67,12 +71,15 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
         max_real: int | None, seed: int, batch_size: int, workers: int | None, device: str,
         no_log: bool) -> None:
     """FID of a run/checkpoint vs image folder (or its training data), or of two folders."""
+    started, started_cpu = time.perf_counter(), time.process_time()
+    # First, and before importing PyTorch (seconds): with no weights this fails at once.
+    weights = find_weights(inception_weights)
     from . import api
     from .data import load_dataset
+    from .evaluation import ArraySource, EvalContext, FolderSource, build_metric, evaluate
+    from .evaluation.features import InceptionExtractor
     from .trainer import resolve_device
 
-    started, started_cpu = time.perf_counter(), time.process_time()
-    weights = find_weights(inception_weights)  # first: no weights fails in milliseconds
     dev = resolve_device(device)
     echo = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     tpath = Path(target)

@@ -15,16 +15,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from .kinds import KIND_TITLES as KIND_TITLES  # re-exported: plugins import them from here
+from .kinds import KINDS as KINDS
 from .options import NoOptions, Options
-
-KINDS: tuple[str, ...] = ("arch", "loss", "schedule", "augment", "metric")
-KIND_TITLES = {
-    "arch": "architecture",
-    "loss": "loss",
-    "schedule": "schedule",
-    "augment": "augmentation",
-    "metric": "metric",
-}
 
 
 class Component:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as md
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -25,6 +24,7 @@ import pluggy
 
 from . import PLUGIN_API_VERSION, hookspecs
 from .errors import DuplicateComponentError
+from .errors import PluginWarning as PluginWarning  # re-exported: defined beside the CLI's errors
 from .interfaces import KIND_TITLES, Component
 from .registry import Entry, InvalidNameError, Registry
 
@@ -36,10 +36,6 @@ ENV_VAR = "GANZOO_PLUGINS"
 # module attribute ``GANZOO_PLUGIN_API = 1``; without it, the current one is assumed.
 SUPPORTED_API_VERSIONS: tuple[int, ...] = (PLUGIN_API_VERSION,)
 API_ATTRIBUTE = "GANZOO_PLUGIN_API"
-
-
-class PluginWarning(UserWarning):
-    """A plugin failed to load or register; it is skipped."""
 
 
 @dataclass
@@ -350,21 +346,3 @@ def missing_component_message(record: dict[str, Any], what: str = "this checkpoi
                 f"Install it with: pip install '{pinned}'")
     return (f"{what} needs the {KIND_TITLES[kind]} {name!r}, which no installed plugin "
             f"provides.{why}")
-
-
-def install_warning_format() -> None:
-    """Show PluginWarnings on the command line as one "Warning: ..." line, without the file
-    and source line Python adds (they point into gan-zoo, not at the broken plugin)."""
-    original = warnings.showwarning
-    if getattr(original, "_ganzoo", False):
-        return
-
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
-        if issubclass(category, PluginWarning):
-            print(f"Warning: {message}", file=file or sys.stderr)
-        else:
-            original(message, category, filename, lineno, file, line)
-
-    show._ganzoo = True  # type: ignore[attr-defined]
-    warnings.showwarning = show

@@ -1,25 +1,35 @@
 """The evaluation engine: feature extractors, Inception weights lookup, the reference-stats
 cache, the metric arithmetic, and evaluation during training. Metrics themselves are plugins
-(``plugins/metrics.py``: fid, kid, coverage, dup_rate). See docs/evaluation.md."""
+(``plugins/metrics.py``: fid, kid, coverage, dup_rate). See docs/evaluation.md.
+
+Names load on first use: ``weights`` (the offline weights lookup) needs no PyTorch, so
+``ganzoo fid`` can report missing weights before paying for the torch import."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ..assembly import build
-from ..interfaces import Metric
-from .core import (
-    ArraySource,
-    EvalContext,
-    FolderSource,
-    ImageSource,
-    RealStats,
-    StatsCache,
-    extract_all,
-    generated_batches,
-)
-from .features import EXTRACTORS, MODES, FeatureExtractor, build_extractor
-from .weights import MissingWeightsError, find_weights
+from .weights import MODES, MissingWeightsError, find_weights
+
+if TYPE_CHECKING:
+    from ..interfaces import Metric
+    from .core import (
+        ArraySource,
+        EvalContext,
+        FolderSource,
+        ImageSource,
+        RealStats,
+        StatsCache,
+        extract_all,
+        generated_batches,
+    )
+    from .features import EXTRACTORS, FeatureExtractor, build_extractor
+
+_LAZY = {name: "core" for name in (
+    "ArraySource", "EvalContext", "FolderSource", "ImageSource", "RealStats", "StatsCache",
+    "extract_all", "generated_batches")} | {
+    name: "features" for name in ("EXTRACTORS", "FeatureExtractor", "build_extractor")}
 
 __all__ = [
     "EXTRACTORS", "MODES", "ArraySource", "EvalContext", "FeatureExtractor", "FolderSource",
@@ -28,8 +38,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
 def build_metric(name: str, options: dict[str, Any] | None = None) -> Metric:
     """A metric plugin by name with validated options."""
+    from ..assembly import build
+
     return build("metric", name, options)  # type: ignore[return-value]
 
 

@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import GanZooError, UsageError
-from .weights import KNOWN_SHA1, WeightsFile, find_weights
+from .weights import KNOWN_SHA1, MODES, WeightsFile, find_weights
 
 Mode = Literal["clean", "legacy_pytorch", "legacy_tensorflow"]
-MODES: tuple[str, ...] = ("clean", "legacy_pytorch", "legacy_tensorflow")
 INCEPTION_SIZE = 299
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from ..errors import GanZooError
 
 ENV_VAR = "GANZOO_INCEPTION_WEIGHTS"
+# clean-fid's preprocessing modes; kept here, in a module without torch, for the CLI's choices.
+MODES: tuple[str, ...] = ("clean", "legacy_pytorch", "legacy_tensorflow")
 CLEANFID_FILE = "inception-2015-12-05.pt"
 CLEANFID_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
                 + CLEANFID_FILE)
