@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import GanZooError, UsageError
 from .hookspecs import hookimpl
+from .lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .interfaces import (
@@ -27,20 +27,11 @@ __version__ = "0.1.0"
 PLUGIN_API_VERSION = 1
 
 # The interfaces import PyTorch (seconds); they load on first use so that commands which do
-# not need it (`ganzoo --help`, `ganzoo fid` without weights) answer at once.
+# not need it (`ganzoo fid` without weights, `ganzoo recipes`) answer at once.
 _LAZY = {name: "interfaces" for name in (
     "Architecture", "Augmentation", "Component", "Discriminator", "Generator", "Loss", "Metric",
     "Schedule", "TrainState")} | {"Options": "options"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gan_zoo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "Architecture",

@@ -16,7 +16,7 @@ from .errors import GanZooError, install_warning_format
 from .kinds import KIND_TITLES, KINDS
 
 # Modules that import PyTorch (seconds) are imported inside the commands that need them, so
-# `ganzoo --help` and a `ganzoo fid` that cannot find its weights answer at once.
+# a `ganzoo fid` that cannot find its weights answers at once.
 LAZY_COMMANDS = {"fid": ("fid_command", "fid"), "recipes": ("recipes", "recipes_command"),
                  "report": ("report", "report_command")}
 

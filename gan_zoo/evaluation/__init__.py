@@ -7,9 +7,9 @@ Names load on first use: ``weights`` (the offline weights lookup) needs no PyTor
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..lazy import lazy_attributes
 from .weights import MODES, MissingWeightsError, find_weights
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ _LAZY = {name: "core" for name in (
     "ArraySource", "EvalContext", "FolderSource", "ImageSource", "RealStats", "StatsCache",
     "extract_all", "generated_batches")} | {
     name: "features" for name in ("EXTRACTORS", "FeatureExtractor", "build_extractor")}
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "EXTRACTORS", "MODES", "ArraySource", "EvalContext", "FeatureExtractor", "FolderSource",
@@ -37,14 +38,6 @@ __all__ = [
     "build_metric", "evaluate", "extract_all", "find_weights", "generated_batches",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
 
 
 def build_metric(name: str, options: dict[str, Any] | None = None) -> Metric:
