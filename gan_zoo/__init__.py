@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import GanZooError, UsageError
@@ -28,9 +29,21 @@ PLUGIN_API_VERSION = 1
 
 # The interfaces import PyTorch (seconds); they load on first use so that commands which do
 # not need it (`ganzoo fid` without weights, `ganzoo recipes`) answer at once.
-_LAZY = {name: "interfaces" for name in (
+def _interfaces() -> ModuleType:
+    from . import interfaces
+
+    return interfaces
+
+
+def _options() -> ModuleType:
+    from . import options
+
+    return options
+
+
+_LAZY = {name: _interfaces for name in (
     "Architecture", "Augmentation", "Component", "Discriminator", "Generator", "Loss", "Metric",
-    "Schedule", "TrainState")} | {"Options": "options"}
+    "Schedule", "TrainState")} | {"Options": _options}
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import os
 import sys
@@ -15,10 +14,29 @@ from . import __version__
 from .errors import GanZooError, install_warning_format
 from .kinds import KIND_TITLES, KINDS
 
+
 # Modules that import PyTorch (seconds) are imported inside the commands that need them, so
-# a `ganzoo fid` that cannot find its weights answers at once.
-LAZY_COMMANDS = {"fid": ("fid_command", "fid"), "recipes": ("recipes", "recipes_command"),
-                 "report": ("report", "report_command")}
+# a `ganzoo fid` that cannot find its weights answers at once; these three commands live in
+# their own modules and are loaded when named.
+def _fid_command() -> click.Command:
+    from .fid_command import fid
+
+    return fid
+
+
+def _recipes_command() -> click.Command:
+    from .recipes import recipes_command
+
+    return recipes_command
+
+
+def _report_command() -> click.Command:
+    from .report import report_command
+
+    return report_command
+
+
+LAZY_COMMANDS = {"fid": _fid_command, "recipes": _recipes_command, "report": _report_command}
 
 KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
                 **{v + "s": k for k, v in KIND_TITLES.items()}, "archs": "arch",
@@ -38,8 +56,7 @@ class GanZooGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in LAZY_COMMANDS and name not in self.commands:
-            module, attr = LAZY_COMMANDS[name]
-            self.add_command(getattr(importlib.import_module(f".{module}", __package__), attr), name)
+            self.add_command(LAZY_COMMANDS[name](), name)
         return super().get_command(ctx, name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ Names load on first use: ``weights`` (the offline weights lookup) needs no PyTor
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..lazy import lazy_attributes
@@ -26,10 +27,22 @@ if TYPE_CHECKING:
     )
     from .features import EXTRACTORS, FeatureExtractor, build_extractor
 
-_LAZY = {name: "core" for name in (
+def _core() -> ModuleType:
+    from . import core
+
+    return core
+
+
+def _features() -> ModuleType:
+    from . import features
+
+    return features
+
+
+_LAZY = {name: _core for name in (
     "ArraySource", "EvalContext", "FolderSource", "ImageSource", "RealStats", "StatsCache",
     "extract_all", "generated_batches")} | {
-    name: "features" for name in ("EXTRACTORS", "FeatureExtractor", "build_extractor")}
+    name: _features for name in ("EXTRACTORS", "FeatureExtractor", "build_extractor")}
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
