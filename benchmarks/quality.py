@@ -61,18 +61,27 @@ def losses(run: Path) -> dict[str, list[float]]:
     return {k: [r[k] for r in rows] for k in ("step", "loss_d", "loss_g", "d_real", "d_fake")}
 
 
-def offline_metrics(target: Path, args: argparse.Namespace) -> dict[str, float]:
-    """Coverage (with precision/recall/density) and duplicate rate of a run's latest
-    checkpoint or of one checkpoint file, against the training images."""
+def collapse_metrics(targets: list[Path], args: argparse.Namespace) -> list[dict[str, float]]:
+    """Coverage (with precision/recall/density) and duplicate rate of each target (a run's
+    latest checkpoint or a checkpoint file) against the training images. One context serves
+    them all (`new_samples`), so the reference features are computed once."""
     from gan_zoo import api
     from gan_zoo.data import load_folder
     from gan_zoo.evaluation import ArraySource, EvalContext, build_metric, evaluate
 
-    G, _ = api.load_generator(target)
-    data = load_folder(args.data, G.resolution)
-    ctx = EvalContext(generator=G, reference=ArraySource(data.images), cache=None)
-    return evaluate([build_metric("coverage", {"n": args.n_eval}),
-                     build_metric("dup_rate", {"n": args.n_eval})], ctx)
+    metrics = [build_metric("coverage", {"n": args.n_eval}),
+               build_metric("dup_rate", {"n": args.n_eval})]
+    context: EvalContext | None = None
+    out = []
+    for target in targets:
+        G, _ = api.load_generator(target)
+        if context is None:
+            data = load_folder(args.data, G.resolution)
+            context = EvalContext(generator=G, reference=ArraySource(data.images), cache=None)
+        else:
+            context.new_samples(G)
+        out.append(evaluate(metrics, context))
+    return out
 
 
 def metric_curves(run: Path, args: argparse.Namespace) -> dict[str, list[float]]:
@@ -80,10 +89,12 @@ def metric_curves(run: Path, args: argparse.Namespace) -> dict[str, list[float]]
     from gan_zoo.rundir import RunDir
 
     fid = {r["step"]: r["fid"] for r in read_metrics(run) if r.get("event") == "eval" and "fid" in r}
+    kept = [s for s in sorted(fid) if RunDir(run).step_checkpoint(s).exists()]
+    measured = dict(zip(kept, collapse_metrics([RunDir(run).step_checkpoint(s) for s in kept], args),
+                        strict=True))
     out: dict[str, list[float]] = {"step": [], "fid": [], "coverage": [], "dup_rate": []}
     for step in sorted(fid):
-        ckpt = RunDir(run).step_checkpoint(step)
-        cov = offline_metrics(ckpt, args) if ckpt.exists() else {}
+        cov = measured.get(step, {})
         out["step"].append(step)
         out["fid"].append(fid[step])
         out["coverage"].append(cov.get("coverage", float("nan")))
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         tail = max(1, len(c["loss_d"]) // 4)  # the last quarter of the run
         summary[prec] = {"loss_d_last_quarter": sum(c["loss_d"][-tail:]) / tail,
                          "loss_g_last_quarter": sum(c["loss_g"][-tail:]) / tail,
-                         "metrics": offline_metrics(runs[prec], args)}
+                         "metrics": collapse_metrics([runs[prec]], args)[0]}
     pictures = plot(runs, curves)
     if args.eval_every:
         evals = {prec: metric_curves(run, args) for prec, run in runs.items()}

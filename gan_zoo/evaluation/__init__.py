@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from .features import EXTRACTORS, FeatureExtractor, build_extractor
 
+
 def _core() -> ModuleType:
     from . import core
 
@@ -50,7 +51,6 @@ __all__ = [
     "ImageSource", "MissingWeightsError", "RealStats", "StatsCache", "build_extractor",
     "build_metric", "evaluate", "extract_all", "find_weights", "generated_batches",
 ]
-
 
 
 def build_metric(name: str, options: dict[str, Any] | None = None) -> Metric:
