@@ -25,6 +25,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,7 +45,10 @@ T = TypeVar("T")
 
 
 class DistributedError(GanZooError):
-    """Another process of a distributed run died, hung or could not be reached."""
+    """Another process of a distributed run died, hung or could not be reached.
+
+    Once raised for a lost peer, the process ends with its exit code even if it is caught
+    (see shutdown)."""
 
 
 class PeerError(GanZooError):
@@ -313,14 +317,15 @@ class DistContext:
 
     def lost(self, exc: BaseException) -> DistributedError:
         """The error to show when communication with the other ranks failed."""
-        global _broken
-        _broken = True  # a group with a dead or hung member cannot be torn down politely
+        global _broken_exit_code
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return DistributedError(
+        error = DistributedError(
             f"rank {self.rank} of {self.world_size} lost contact with the other processes "
             f"({first[:300]}). Another process died or hung (its own message says why) or the "
             f"--dist-timeout of {timeout_seconds():g}s ran out; once all processes can run, "
             "continue with --resume RUN_DIR")
+        _broken_exit_code = error.exit_code  # the group cannot be torn down: see shutdown()
+        return error
 
     def prefix(self) -> str:
         """Prefix for messages printed by ranks other than 0."""
@@ -329,7 +334,7 @@ class DistContext:
 
 SINGLE = DistContext()
 _context: DistContext = SINGLE
-_broken = False
+_broken_exit_code: int | None = None
 
 
 def current() -> DistContext:
@@ -375,9 +380,21 @@ def setup() -> DistContext:
 
 
 def shutdown() -> None:
-    """Leave the process group (at exit; harmless when not in one)."""
+    """Leave the process group (at exit; harmless when not in one).
+
+    After a lost peer the group is broken and the process ends here, with the exit code of
+    the error it reported: the group's C++ threads can still be inside the operation that
+    timed out, and destroying them in the interpreter's teardown aborts the process (SIGABRT,
+    "terminate called without an active exception") instead of exiting with that code.
+    """
     global _context
-    if dist.is_available() and dist.is_initialized() and not _broken:
+    if _broken_exit_code is not None:
+        logging.shutdown()  # what os._exit skips: log handlers and the standard streams
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(_broken_exit_code)
+    if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):  # a peer already gone: nothing to tear down
             dist.destroy_process_group()
     _context = SINGLE
