@@ -378,9 +378,13 @@ def plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return
+    from . import PLUGIN_API_VERSION, __version__
+
+    click.echo(f"gan-zoo {__version__}, plugin API version {PLUGIN_API_VERSION}")
     for info in infos:
         where = f"{info['distribution']} {info['version']}" if info["distribution"] else "in-process"
-        click.echo(f"{info['name']}  [{info['status']}]  {where}  ({info['module']})")
+        api = f"api {info['api_version']}" if info["api_version"] is not None else "api ?"
+        click.echo(f"{info['name']}  [{info['status']}]  {where}  {api}  ({info['module']})")
         if info["error"]:
             click.echo(f"    error: {info['error']}")
         if info["hooks"]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import gan_zoo
 from gan_zoo import api, plugins
 from gan_zoo.assembly import build_components
 from gan_zoo.cli import cli
@@ -235,7 +236,8 @@ def test_plugins_text_output_shows_failures():
     finally:
         system.remove_plugin("text-broken")
     assert result.exit_code == 0
-    assert "text-broken  [failed]  ganzoo-text 0.3" in result.output
+    assert result.output.startswith(f"gan-zoo {gan_zoo.__version__}, plugin API version 1\n")
+    assert "text-broken  [failed]  ganzoo-text 0.3  api 1  (" in result.output
     assert "error: import failed: ImportError: nope" in result.output
     assert "conv  [ok]  gan-zoo" in result.output and "conv32 (arch)" in result.output
 
