@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .atomic import write_bytes
 from .errors import CheckpointError
 
 FORMAT = "gan-zoo-checkpoint/1"
@@ -50,26 +50,7 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[s
     meta = json.loads(json.dumps(dict(meta, format=FORMAT)))  # as it will read back
     meta["checksum"] = _checksum(tensors, meta)
     blob = st_save(tensors, metadata={META_KEY: json.dumps(meta)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+    return write_bytes(path, blob, durable=True)
 
 
 def refuse_pickle(path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .atomic import replacing, replacing_file, write_bytes
 from .builtin_data import BUILTIN_NAME, BUILTIN_SIZE, make_shapes
 from .distributed import per_rank_batch
 from .errors import DataError
@@ -101,19 +101,6 @@ def _try_load(path: Path, resolution: int) -> np.ndarray | None:
         return None
 
 
-def _write_npy_atomically(target: Path, fill) -> None:
-    """Create target by letting fill(path) write a complete .npy at a temporary path first."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fill(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class ImageArray:
     """A decoded dataset: (N, R, R, 3) uint8, usually memory-mapped, and where it came from."""
@@ -134,8 +121,7 @@ class ImageArray:
 def _decode_folder(files: list[Path], resolution: int, target: Path) -> int:
     """Decode files into target .npy; returns how many were skipped as unreadable."""
     workers = max(1, min(8, os.cpu_count() or 1))
-
-    def fill(tmp: Path) -> None:
+    with replacing(target) as tmp:
         arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), resolution, resolution, 3))
         n = 0
         with ThreadPoolExecutor(workers) as pool:
@@ -144,22 +130,18 @@ def _decode_folder(files: list[Path], resolution: int, target: Path) -> int:
                     arr[n] = img
                     n += 1
         arr.flush()
-        fill.count = n  # type: ignore[attr-defined]
+        del arr
         if n < len(files):
             # Shrink to the usable images: rewrite the header-consistent file in chunks.
-            del arr
             src = np.load(tmp, mmap_mode="r")
-            tmp2 = tmp.with_suffix(".shrink")
-            dst = np.lib.format.open_memmap(tmp2, "w+", np.uint8, (n, resolution, resolution, 3))
-            for s in range(0, n, 1024):
-                dst[s : s + 1024] = src[s : min(s + 1024, n)]
-            dst.flush()
-            del dst, src
-            os.replace(tmp2, tmp)
-
-    _write_npy_atomically(target, fill)
-    count = fill.count  # type: ignore[attr-defined]
-    return len(files) - count
+            with replacing(tmp) as shrunk:
+                dst = np.lib.format.open_memmap(shrunk, "w+", np.uint8,
+                                                (n, resolution, resolution, 3))
+                for s in range(0, n, 1024):
+                    dst[s : s + 1024] = src[s : min(s + 1024, n)]
+                dst.flush()
+                del dst, src
+    return len(files) - n
 
 
 def load_folder(root: str | os.PathLike, resolution: int, use_cache: bool = True) -> ImageArray:
@@ -192,7 +174,8 @@ def load_folder(root: str | os.PathLike, resolution: int, use_cache: bool = True
             f"none of the {len(files)} image files in {str(root)!r} could be read "
             "(all are damaged, empty or not images)"
         )
-    meta_path.write_text(json.dumps({"root": str(root), "files": len(files), "skipped": skipped}))
+    write_bytes(meta_path, json.dumps({"root": str(root), "files": len(files),
+                                       "skipped": skipped}).encode())
     return ImageArray(np.load(target, mmap_mode="r"), str(root), skipped, target)
 
 
@@ -202,11 +185,8 @@ def load_builtin(resolution: int, n: int = BUILTIN_SIZE, seed: int = 0) -> Image
     if not target.exists():
         data = make_shapes(n, resolution, seed)
 
-        def fill(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:  # a file handle: np.save on a path appends ".npy"
-                np.save(fh, data)
-
-        _write_npy_atomically(target, fill)
+        with replacing_file(target) as fh:
+            np.save(fh, data)  # to a file handle: np.save on a path appends ".npy"
     return ImageArray(np.load(target, mmap_mode="r"), f"builtin:{BUILTIN_NAME}", 0, target)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from .atomic import SHARED_MODE, replacing_file
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -38,17 +39,10 @@ def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> Image.Ima
 
 
 def atomic_save_image(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write a PNG so a reader never sees a half-written file."""
+    """Write a PNG so a viewer never sees a half-written file; readable like other pictures."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing_file(path, SHARED_MODE) as fh:
+        image.save(fh, format="PNG")
     return path
 
 

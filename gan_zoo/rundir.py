@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from .atomic import write_bytes
 from .errors import CheckpointError, GanZooError
 
 STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -58,7 +58,7 @@ class RunDir:
     def write_config(self, text: str) -> None:
         """Replace config.toml atomically: a crash must never leave a cut config that a resume
         would read with defaults filled in."""
-        atomic_write(self.config_path, text.encode("utf-8"))
+        write_bytes(self.config_path, text.encode("utf-8"))
 
     def log(self, record: dict[str, Any]) -> None:
         try:
@@ -82,7 +82,7 @@ class RunDir:
             if not isinstance(record, dict) or not isinstance(record.get("step"), int) \
                     or record["step"] <= step:
                 kept.append(line + "\n")
-        atomic_write(self.metrics_path, "".join(kept).encode("utf-8"))
+        write_bytes(self.metrics_path, "".join(kept).encode("utf-8"))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -124,23 +124,6 @@ class RunDir:
                 problems.append(str(exc))
         detail = ("; ".join(problems)) if problems else "no checkpoints were saved yet"
         raise CheckpointError(f"no usable checkpoint in {str(self.path)!r}: {detail}")
-
-
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` so no reader ever sees half a file. The temporary file starts
-    private (0600); `mode` widens it, e.g. 0o644 for pictures and reports meant to be shared."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def resolve_checkpoint(target: str | os.PathLike, which: str = "latest") -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..atomic import replacing_file
 from ..data import cache_dir, scan_images
 from ..errors import DataError
 from ..images import to_uint8
@@ -193,12 +193,9 @@ class StatsCache:
 
     def save(self, key: str, stats: RealStats, info: dict[str, Any]) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
+            with replacing_file(self.path(key)) as fh:  # np.savez on a path appends ".npz"
                 np.savez(fh, feats=stats.feats, mu=stats.mu, sigma=stats.sigma,
                          info=np.array(json.dumps(info)))
-            os.replace(tmp, self.path(key))
         except OSError:
             pass  # a cache that cannot be written only costs time
 

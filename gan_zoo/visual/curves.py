@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import SHARED_MODE, write_bytes
 from ..knobs import KNOBS
-from ..rundir import RunDir, atomic_write
+from ..rundir import RunDir
 
 # Training records carry these; anything numeric in other records is an evaluation metric.
 TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_per_s")
@@ -34,7 +35,7 @@ Series = tuple[np.ndarray, np.ndarray]
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace `path` so a viewer never sees half a picture; readable like any other file."""
-    atomic_write(path, data, mode=0o644)
+    write_bytes(path, data, mode=SHARED_MODE)
 
 
 @dataclass

@@ -8,8 +8,9 @@ the file named by ``GANZOO_FAULT_MARKER``, so that a test can SIGKILL it at exac
   ckpt-before-prune   the new checkpoint in place, older ones not yet pruned (K+1 on disk)
   rundir-mid-write    half of config.toml or of a rewound metrics.jsonl in its temporary file
 
-The faults replace ``os`` inside gan_zoo.checkpoint and gan_zoo.rundir only (and wrap
-RunDir.prune); the program itself carries no test hooks.
+The faults replace ``open`` and ``os`` inside gan_zoo.atomic, the one module that writes files,
+acting on the files named above only (and wrap RunDir.prune); the program itself carries no
+test hooks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gan_zoo import checkpoint, cli, rundir
+from gan_zoo import atomic, cli, rundir
 
 POINTS = ("ckpt-mid-write", "ckpt-before-rename", "ckpt-before-prune", "rundir-mid-write")
 _seen: Counter[str] = Counter()
@@ -62,21 +63,29 @@ class _HalfWriter:
         self._fh.__exit__(*exc)
 
 
-class _FaultyOs:
-    """Stands in for `os` inside one module."""
+def _write_point(target: str) -> str | None:
+    """The fault point of a file being written (its final name), if it has one."""
+    if target.endswith(".safetensors"):
+        return "ckpt-mid-write"
+    return "rundir-mid-write" if target in ("config.toml", "metrics.jsonl") else None
 
-    def __init__(self, write_point: str, rename_point: str | None = None):
-        self._write_point, self._rename_point = write_point, rename_point
+
+def _faulty_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+    """Stands in for `open` in gan_zoo.atomic, which opens temporary files `.NAME.XXXX.tmp`."""
+    fh = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
+    point = _write_point(Path(file).name[1:].rsplit(".", 2)[0])
+    return _HalfWriter(fh, point) if point else fh
+
+
+class _FaultyOs:
+    """Stands in for `os` in gan_zoo.atomic: stops before a checkpoint's rename."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
 
-    def fdopen(self, *args: Any, **kwargs: Any) -> _HalfWriter:
-        return _HalfWriter(os.fdopen(*args, **kwargs), self._write_point)
-
     def replace(self, src: Any, dst: Any) -> None:
-        if self._rename_point:
-            _reached(self._rename_point)
+        if str(dst).endswith(".safetensors"):
+            _reached("ckpt-before-rename")
         os.replace(src, dst)
 
 
@@ -84,8 +93,8 @@ def install() -> None:
     where = os.environ["GANZOO_FAULT"].partition(":")[0]
     if where not in POINTS:
         raise SystemExit(f"fault_driver: unknown fault point {where!r}; known: {POINTS}")
-    checkpoint.os = _FaultyOs("ckpt-mid-write", "ckpt-before-rename")
-    rundir.os = _FaultyOs("rundir-mid-write")
+    atomic.open = _faulty_open  # type: ignore[attr-defined]  # shadows the builtin there
+    atomic.os = _FaultyOs()  # type: ignore[assignment]
     prune = rundir.RunDir.prune
 
     def faulty_prune(self: rundir.RunDir, keep: int) -> None:

@@ -124,17 +124,17 @@ def test_checkpoints_folder_turning_read_only_mid_run(tmp_path):
 
 
 class _DiskFull:
-    """Stands in for `os` in one module: the n-th file written through fdopen hits ENOSPC after
-    half its bytes (as a real full disk does), like every one after it."""
+    """Stands in for `open` in gan_zoo.atomic (which writes every file under a temporary name
+    `.NAME.XXXX.tmp`): the n-th file whose NAME ends with `suffix` hits ENOSPC after half its
+    bytes (as a real full disk does), like every one after it."""
 
-    def __init__(self, nth: int):
-        self.nth, self.opened = nth, 0
+    def __init__(self, nth: int, suffix: str):
+        self.nth, self.suffix, self.opened = nth, suffix, 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-    def fdopen(self, *args: Any, **kwargs: Any) -> Any:
-        fh = os.fdopen(*args, **kwargs)
+    def __call__(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        fh = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
+        if not Path(file).name.rsplit(".", 2)[0].endswith(self.suffix):
+            return fh
         self.opened += 1
         if self.opened < self.nth:
             return fh
@@ -150,14 +150,14 @@ class _DiskFull:
 
 def test_disk_full_while_writing_a_checkpoint(tmp_path, tiny_loader, monkeypatch):
     run = tmp_path / "run"
-    monkeypatch.setattr("gan_zoo.checkpoint.os", _DiskFull(nth=3))
+    monkeypatch.setattr("gan_zoo.atomic.open", _DiskFull(3, ".safetensors"), raising=False)
     code, out = _invoke("train", *TINY_ARGS, "--steps", "10", "--checkpoint-every", "2",
                         "--batch-size", "8", "--out", str(run), "-q")
     assert code == 1 and "cannot write the checkpoint of step 6" in out
     assert "No space left on device" in out and f"ganzoo train --resume {run}" in out
     assert [s for s, _ in RunDir(run).step_checkpoints()] == [4, 2]
     assert assert_all_checkpoints_sound(run) == 2 and not list(run.rglob(".*.tmp"))
-    monkeypatch.setattr("gan_zoo.checkpoint.os", os)  # room again
+    monkeypatch.delattr("gan_zoo.atomic.open")  # room again
     code, out = _invoke("train", "--resume", str(run), "-q")
     assert code == 0 and [s for s, _ in RunDir(run).step_checkpoints()] == [10, 8, 6]
 
@@ -186,7 +186,7 @@ def test_disk_full_while_writing_metrics_or_samples(tmp_path, tiny_loader, monke
     monkeypatch.setattr("gan_zoo.api.load_dataset", lambda data, res: tiny_data(res=res))
     # Sample grids: the PNG write fails.
     run = tmp_path / "s"
-    monkeypatch.setattr("gan_zoo.images.os", _DiskFull(nth=2))
+    monkeypatch.setattr("gan_zoo.atomic.open", _DiskFull(2, ".png"), raising=False)
     code, out = _invoke("train", *TINY_ARGS, "--steps", "6", "--checkpoint-every", "1",
                         "--sample-every", "2", "--batch-size", "8", "--out", str(run), "-q")
     assert code == 1 and "No space left on device" in out

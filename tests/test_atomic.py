@@ -1,0 +1,54 @@
+"""Atomic replacement (gan_zoo.atomic): the old file or the complete new one, no leftovers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gan_zoo import atomic
+from gan_zoo.evaluation.core import RealStats, StatsCache
+from gan_zoo.images import save_grid
+
+
+def test_write_bytes_replaces_and_leaves_nothing_else(tmp_path):
+    target = tmp_path / "deep" / "file.bin"
+    assert atomic.write_bytes(target, b"old") == target
+    atomic.write_bytes(target, b"new", durable=True)
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+    assert target.stat().st_mode & 0o777 == 0o600  # private unless widened
+    atomic.write_bytes(target, b"shared", mode=atomic.SHARED_MODE)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), atomic.replacing(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt  # interrupted mid-write
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_sample_grids_are_shared_pictures(tmp_path):
+    path = save_grid(torch.zeros(4, 3, 8, 8), tmp_path / "grid.png")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+
+
+def test_stats_cache_write_failure_costs_only_time(tmp_path, monkeypatch):
+    """A reference-statistics cache that cannot be written is skipped, without a stray file."""
+    cache = StatsCache(tmp_path)
+    stats = RealStats(np.zeros((3, 4)), np.zeros(4), np.eye(4), cached=False)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    cache.save("key", stats, {})
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    cache.save("key", stats, {"n": 3})
+    assert cache.load("key").feats.shape == (3, 4)
