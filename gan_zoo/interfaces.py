@@ -128,6 +128,12 @@ class Loss(Component):
         """An extra discriminator term (for example a gradient penalty); None when there is none."""
         return None
 
+    def decision_threshold(self) -> float:
+        """D's output above which it calls an image real, for the logged `d_acc` and
+        `d_real_sign`: 0 for losses on logits or scores (bce, hinge, wgan); a loss with other
+        targets overrides it (lsgan: half way between its fake and real targets)."""
+        return 0.0
+
 
 # --------------------------------------------------------------------------- schedules
 

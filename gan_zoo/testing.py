@@ -360,7 +360,7 @@ def _scalar(cls: type, what: str, out: object, wrt: list[Tensor]) -> None:
 
 def check_loss(cls: type[Loss], options: dict[str, Any] | None = None) -> None:
     """Every term is a finite scalar with finite, non-zero gradients; a penalty is None or a
-    finite scalar with gradients into D's weights."""
+    finite scalar with gradients into D's weights; the decision threshold is a finite number."""
     loss = _build(cls, options)
     assert isinstance(loss, Loss)
     real = torch.linspace(-3, 3, 8).requires_grad_(True)
@@ -377,6 +377,9 @@ def check_loss(cls: type[Loss], options: dict[str, Any] | None = None) -> None:
     penalty = loss.penalty(D, x_real, x_fake)
     if penalty is not None:
         _scalar(cls, "penalty", penalty, list(D.parameters()))
+    threshold = loss.decision_threshold()
+    assert isinstance(threshold, float | int) and math.isfinite(threshold), (
+        f"{cls.__name__}.decision_threshold() must be a finite number, got {threshold!r}")
 
 
 # ------------------------------------------------------------------- schedules

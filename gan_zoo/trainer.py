@@ -48,6 +48,20 @@ class NonFiniteError(GanZooError):
         super().__init__(f"{detail}; training stopped ({self.HINT})" if hint else detail)
 
 
+@torch.no_grad()
+def d_output_stats(real: Tensor, fake: Tensor, threshold: float = 0.0) -> dict[str, float]:
+    """What D's outputs on a step's real and fake images say. D calls an image real when its
+    output is above `threshold` (the loss's decision_threshold)."""
+    calls_right = (real > threshold).float().sum() + (fake < threshold).float().sum()
+    return {
+        "d_real": torch.sigmoid(real).mean().item(),  # D(x), a probability for bce's logits
+        "d_fake": torch.sigmoid(fake).mean().item(),
+        # E[sign] on reals: the overfitting signal adaptive augmentation (ada) reads.
+        "d_real_sign": torch.sign(real - threshold).mean().item(),
+        "d_acc": (calls_right / (len(real) + len(fake))).item(),
+    }
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -383,17 +397,11 @@ class Trainer:
         self._update_ema()
         self._check_weights()
 
-        real_logits, fake_logits = out["real_logits"], out["fake_logits"]
-        acc = ((real_logits > 0).float().sum() + (fake_logits < 0).float().sum()) / (
-            len(real_logits) + len(fake_logits))
         stats = {
             "loss_d": out["loss_d"].item(),
             "loss_g": loss_g.item(),
-            "d_real": torch.sigmoid(real_logits).mean().item(),
-            "d_fake": torch.sigmoid(fake_logits).mean().item(),
-            # E[sign D(x)] on reals: the overfitting signal adaptive augmentation (ada) reads.
-            "d_real_sign": torch.sign(real_logits).mean().item(),
-            "d_acc": acc.item(),
+            **d_output_stats(out["real_logits"], out["fake_logits"],
+                             self.c.loss.decision_threshold()),
             "d_steps": float(d_steps),
         }
         stats = self.dist.mean_stats(stats)  # schedules read the same numbers on every rank

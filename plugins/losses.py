@@ -72,6 +72,9 @@ class LSGANLoss(Loss):
     def generator_loss(self, fake_logits: Tensor) -> Tensor:
         return 0.5 * (fake_logits - self.options.generator_target).pow(2).mean()
 
+    def decision_threshold(self) -> float:
+        return (self.options.fake_target + 1.0) / 2  # real target b = 1 (0.9 when smoothed)
+
 
 class WGANGPOptions(Options):
     gp_weight: float = Field(10.0, ge=0, description="weight of the gradient penalty (lambda)")

@@ -13,6 +13,7 @@ from torch import nn
 
 from gan_zoo import api
 from gan_zoo.assembly import build
+from gan_zoo.trainer import d_output_stats
 
 from .test_training_step import tiny_data
 
@@ -134,6 +135,26 @@ def test_each_loss_trains(tmp_path, name):
     stats = [tr.train_step() for _ in range(2)]
     assert all(np.isfinite(s["loss_d"]) and np.isfinite(s["loss_g"]) for s in stats)
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.G.parameters(), strict=True))
+
+
+def test_d_acc_and_sign_split_at_the_loss_decision_threshold(tmp_path):
+    assert [build("loss", n).decision_threshold() for n in ("bce", "hinge", "wgan-gp")] == [0] * 3
+    assert build("loss", "lsgan").decision_threshold() == 0.5  # targets 0 and 1
+    assert build("loss", "lsgan", {"fake_target": -1.0}).decision_threshold() == 0.0
+    real, fake = T([0.8, 0.9, 0.3]), T([0.1, 0.2, 0.6])
+    at_half = d_output_stats(real, fake, 0.5)
+    assert close(T(at_half["d_acc"]), 4 / 6) and close(T(at_half["d_real_sign"]), 1 / 3)
+    at_zero = d_output_stats(real, fake)  # read as logits, every fake looks real
+    assert close(T(at_zero["d_acc"]), 3 / 6) and at_zero["d_real_sign"] == 1.0
+    assert close(T(at_zero["d_real"]), float(torch.sigmoid(real).mean()))
+    # The engine asks the run's loss: a threshold above every output makes D call all fakes
+    # right and all reals wrong.
+    opts = {"conv32": {"width": 8, "latent_dim": 16, "d_norm": "none"}}
+    tr = api.prepare_training({"arch": "conv32", "batch_size": 8, "steps": 2, "loss": "lsgan",
+                               "options": opts}, out=tmp_path / "run", data=tiny_data())
+    tr.c.loss.decision_threshold = lambda: 1e9
+    stats = tr.train_step()
+    assert stats["d_acc"] == 0.5 and stats["d_real_sign"] == -1.0
 
 
 @pytest.mark.parametrize("mode", ["joint", "separate", "alternating"])
