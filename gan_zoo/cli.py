@@ -69,6 +69,7 @@ class GanZooGroup(click.Group):
         except GanZooError as exc:
             if not getattr(exc, "quiet", False):  # quiet: already reported by rank 0
                 click.echo(f"{_rank_prefix()}Error: {exc}", err=True)
+            _end_if_group_broken(exc.exit_code)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             # The environment, not a bug: a full disk, a read-only or forbidden folder.
@@ -90,6 +91,13 @@ def _rank_prefix() -> str:
     """"[rank N] " in a distributed run's non-zero ranks; distributed is loaded by then."""
     dist = sys.modules.get(f"{__package__}.distributed")
     return dist.current().prefix() if dist is not None else ""  # type: ignore[attr-defined]
+
+
+def _end_if_group_broken(exit_code: int) -> None:
+    """A distributed run that lost a peer exits at once (distributed.end_if_broken)."""
+    dist = sys.modules.get(f"{__package__}.distributed")
+    if dist is not None:
+        dist.end_if_broken(exit_code)  # type: ignore[attr-defined]
 
 
 @click.group(cls=GanZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

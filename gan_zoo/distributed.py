@@ -379,21 +379,30 @@ def setup() -> DistContext:
     return _context
 
 
-def shutdown() -> None:
-    """Leave the process group (at exit; harmless when not in one).
+def end_if_broken(exit_code: int) -> None:
+    """After a lost peer, end the process now with `exit_code`, its output flushed.
 
-    After a lost peer the group is broken and the process ends here, with the exit code of
-    the error it reported: the group's C++ threads can still be inside the operation that
-    timed out, and destroying them in the interpreter's teardown aborts the process (SIGABRT,
-    "terminate called without an active exception") instead of exiting with that code.
+    A broken group cannot be torn down: its C++ threads can still be inside the operation that
+    failed, and destroying them (the trainer's DDP state when the error is let go, the group
+    in the interpreter's teardown) aborts the process with SIGABRT ("terminate called without
+    an active exception", seen in CI) instead of exiting with the code. The CLI calls this as
+    soon as it has printed the error; shutdown() does it at exit for programs that did not.
     """
+    if _broken_exit_code is None:
+        return
+    logging.shutdown()  # what os._exit skips: log handlers and the standard streams
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(exit_code)
+
+
+def shutdown() -> None:
+    """Leave the process group (at exit; harmless when not in one). After a lost peer the
+    process ends here with that error's exit code instead (see end_if_broken)."""
     global _context
     if _broken_exit_code is not None:
-        logging.shutdown()  # what os._exit skips: log handlers and the standard streams
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(_broken_exit_code)
+        end_if_broken(_broken_exit_code)
     if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):  # a peer already gone: nothing to tear down
             dist.destroy_process_group()

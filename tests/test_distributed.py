@@ -331,10 +331,13 @@ def test_lost_rank_stops_the_other_with_an_error(tmp_path, scenario):
         assert procs[1].returncode == 3
 
 
-def test_a_broken_group_exits_with_the_error_code_before_teardown():
-    """After a lost peer the process ends in distributed.shutdown (atexit) with the error's
-    exit code and its output flushed, before the interpreter's teardown: destroying gloo's
-    threads there can abort the process (SIGABRT, seen in CI) instead of exiting with 1."""
+@pytest.mark.parametrize("how", ["at exit", "at once"])
+def test_a_broken_group_exits_with_the_error_code_before_teardown(how):
+    """After a lost peer the process ends with the error's exit code and its output flushed,
+    before anything is torn down: at once when the CLI has printed the error
+    (end_if_broken), else in distributed.shutdown at exit. Destroying gloo's threads can abort
+    the process (SIGABRT, seen in CI) instead of exiting with the code."""
+    distributed.end_if_broken(1)  # not broken: does nothing (or pytest would be gone)
     script = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('teardown ran', flush=True))\n"  # runs after shutdown
@@ -343,10 +346,11 @@ def test_a_broken_group_exits_with_the_error_code_before_teardown():
         "error = distributed.DistContext(rank=0, world_size=2).lost(RuntimeError('Timed out'))\n"
         "sys.stdout.write('unflushed output')\n"
         "print(f'Error: {error}', file=sys.stderr)\n"
-        "sys.exit(error.exit_code)\n")
+        + ("distributed.end_if_broken(3)\n" if how == "at once" else "")
+        + "sys.exit(error.exit_code)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=cli_env(),
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.returncode == (3 if how == "at once" else 1), done.stderr[-3000:]
     assert done.stdout == "unflushed output"  # flushed, and the teardown never ran
     assert "rank 0 of 2 lost contact with the other processes (Timed out)" in done.stderr
 
@@ -378,4 +382,5 @@ if __name__ == "__main__":
         _worker(sys.argv[1], Path(sys.argv[2]))
     except GanZooError as exc:  # as the CLI reports it
         print(f"Error: {exc}", file=sys.stderr)
+        distributed.end_if_broken(exc.exit_code)
         sys.exit(exc.exit_code)
