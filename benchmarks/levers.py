@@ -37,9 +37,9 @@ def variants(precision: str, with_compile: bool) -> dict[str, dict[str, Any]]:
         f"engine {precision} (defaults)": {"precision": precision},
         "channels_last off": {"precision": precision, "engine": {"channels_last": False}},
         "fused Adam off": {"precision": precision, "patch": unfused_adam},
-        # The reference's algorithm exactly (separate real/fake D passes, fake-only G step):
-        # the engine's efficiency alone, without the joint batch's extra G-step work.
-        "d_update=separate": {"precision": precision, "engine": {"d_update": "separate"}},
+        # The face seed's joint real+fake D batch (the default until 2026-11-23): one D pass
+        # fewer in the D step, one more in the G step with a batch-norm D.
+        "d_update=joint": {"precision": precision, "engine": {"d_update": "joint"}},
     }
     if with_compile:
         out["--compile"] = {"precision": precision, "engine": {"compile": True}}

@@ -51,9 +51,10 @@ class TrainConfig(Options):
     real_label: float = Field(
         1.0, gt=0, le=1, description="target for real images (one-sided label smoothing: 0.9)")
     d_update: Literal["joint", "separate", "alternating"] = Field(
-        "joint",
-        description="joint: one D pass on a real+fake batch; separate: real and fake passes, one "
-        "update (classic DCGAN example); alternating: a real-only then a fake-only update",
+        "separate",
+        description="separate: real and fake passes, one update (classic DCGAN example); joint: "
+        "one D pass on a real+fake batch (the face seed's); alternating: a real-only then a "
+        "fake-only update",
     )
     ema_decay: float = Field(
         0.999, ge=0, lt=1,

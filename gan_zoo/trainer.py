@@ -1,7 +1,7 @@
 """The training loop: one readable file from batch to checkpoint.
 
-Per generator step (defaults): draw z, compute the fake batch once; update D on a joint
-real+fake batch with the fake detached; update G through D with D's parameters frozen (so no
+Per generator step (defaults): draw z, compute the fake batch once; update D once on a real
+and a fake pass with the fake detached; update G through D with D's parameters frozen (so no
 gradient ever accumulates in D's weights); update the EMA copy of G. Schedules set the knobs
 (instance noise, D updates per step, learning-rate factors, augmentation probability) before
 each step and see its statistics after.
