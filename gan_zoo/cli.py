@@ -167,7 +167,8 @@ def _progress_printer(quiet: bool):
 @click.option("--lr-d", type=float, help="Discriminator learning rate.")
 @click.option("--real-label", type=float, help="Target for real images (0.9 = label smoothing).")
 @click.option("--d-update", type=click.Choice(["joint", "separate", "alternating"]),
-              help="How D sees real and fake images.")
+              help="How D sees real and fake images: separate (default; a real and a fake "
+              "pass, one update), joint (one mixed batch) or alternating (two updates).")
 @click.option("--ema-decay", type=float, help="Generator EMA decay (0 = off).")
 @click.option("--keep-checkpoints", type=int, help="How many step checkpoints to keep.")
 @click.option("--on-nonfinite", type=click.Choice(["stop", "rollback"]),
