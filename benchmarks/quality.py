@@ -89,9 +89,9 @@ def metric_curves(run: Path, args: argparse.Namespace) -> dict[str, list[float]]
     from gan_zoo.rundir import RunDir
 
     fid = {r["step"]: r["fid"] for r in read_metrics(run) if r.get("event") == "eval" and "fid" in r}
-    kept = [s for s in sorted(fid) if RunDir(run).step_checkpoint(s).exists()]
-    measured = dict(zip(kept, collapse_metrics([RunDir(run).step_checkpoint(s) for s in kept], args),
-                        strict=True))
+    checkpoints = {s: RunDir(run).step_checkpoint(s) for s in sorted(fid)}
+    kept = {s: path for s, path in checkpoints.items() if path.exists()}
+    measured = dict(zip(kept, collapse_metrics(list(kept.values()), args), strict=True))
     out: dict[str, list[float]] = {"step": [], "fid": [], "coverage": [], "dup_rate": []}
     for step in sorted(fid):
         cov = measured.get(step, {})

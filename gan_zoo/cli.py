@@ -87,17 +87,23 @@ class GanZooGroup(click.Group):
             ctx.exit(2)
 
 
+def _loaded_distributed() -> Any:
+    """gan_zoo.distributed when this command loaded it (training does), else None: the other
+    commands never import it, nor the PyTorch it needs."""
+    return sys.modules.get(f"{__package__}.distributed")
+
+
 def _rank_prefix() -> str:
-    """"[rank N] " in a distributed run's non-zero ranks; distributed is loaded by then."""
-    dist = sys.modules.get(f"{__package__}.distributed")
-    return dist.current().prefix() if dist is not None else ""  # type: ignore[attr-defined]
+    """"[rank N] " in a distributed run's non-zero ranks."""
+    dist = _loaded_distributed()
+    return dist.current().prefix() if dist is not None else ""
 
 
 def _end_if_group_broken(exit_code: int) -> None:
     """A distributed run that lost a peer exits at once (distributed.end_if_broken)."""
-    dist = sys.modules.get(f"{__package__}.distributed")
+    dist = _loaded_distributed()
     if dist is not None:
-        dist.end_if_broken(exit_code)  # type: ignore[attr-defined]
+        dist.end_if_broken(exit_code)
 
 
 @click.group(cls=GanZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -24,6 +24,8 @@ from typing import Any
 
 from gan_zoo import atomic, cli, rundir
 
+from .helpers import replaced_by
+
 POINTS = ("ckpt-mid-write", "ckpt-before-rename", "ckpt-before-prune", "rundir-mid-write")
 _seen: Counter[str] = Counter()
 
@@ -73,7 +75,7 @@ def _write_point(target: str) -> str | None:
 def _faulty_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
     """Stands in for `open` in gan_zoo.atomic, which opens temporary files `.NAME.XXXX.tmp`."""
     fh = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
-    point = _write_point(Path(file).name[1:].rsplit(".", 2)[0])
+    point = _write_point(replaced_by(file))
     return _HalfWriter(fh, point) if point else fh
 
 

@@ -29,6 +29,11 @@ def tiny_data(n: int = 32, res: int = 32, seed: int = 0) -> ImageArray:
     return ImageArray(rng.integers(0, 256, (n, res, res, 3), dtype=np.uint8), "test")
 
 
+def replaced_by(temporary: Any) -> str:
+    """The name of the file a gan_zoo.atomic temporary file `.NAME.XXXX.tmp` will replace."""
+    return Path(temporary).name[1:].rsplit(".", 2)[0]
+
+
 def tiny_config(**extra: Any) -> dict[str, Any]:
     return {"arch": "conv32", "batch_size": 8, "steps": 8, "options": dict(TINY),
             "checkpoint_every": 2, "sample_every": 1000, "log_every": 1, **extra}

@@ -27,7 +27,13 @@ from gan_zoo.errors import CheckpointError
 from gan_zoo.rundir import RunDir
 from gan_zoo.trainer import Callbacks
 
-from .helpers import TINY_ARGS, assert_all_checkpoints_sound, tiny_config, tiny_data
+from .helpers import (
+    TINY_ARGS,
+    assert_all_checkpoints_sound,
+    replaced_by,
+    tiny_config,
+    tiny_data,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +139,7 @@ class _DiskFull:
 
     def __call__(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         fh = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
-        if not Path(file).name.rsplit(".", 2)[0].endswith(self.suffix):
+        if not replaced_by(file).endswith(self.suffix):
             return fh
         self.opened += 1
         if self.opened < self.nth:
