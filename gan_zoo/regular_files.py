@@ -21,6 +21,9 @@ _FLAGS = {"rb": os.O_RDONLY, "r": os.O_RDONLY, "ab": os.O_WRONLY | os.O_APPEND |
 class NotRegularFileError(OSError):
     """The path exists but is not a regular file (FIFO, device, socket, folder, or a refused link)."""
 
+    def __str__(self) -> str:  # "'PATH' is a FIFO ...", without OSError's "[Errno 0]"
+        return f"{self.filename!r} {self.strerror}"
+
 
 def open_regular(path: str | os.PathLike, mode: str = "rb", *, follow_symlinks: bool = True,
                  **kwargs: Any) -> IO[Any]:
