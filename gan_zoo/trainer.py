@@ -15,6 +15,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,8 +113,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.dist = distributed.setup()  # single-process unless started by torchrun
         self.device = self.dist.device_for(self.device)
-        if config.precision == "fp16" and self.device.type != "cuda":
-            raise UsageError("--precision fp16 needs CUDA; use bf16 on CPU")
+        if config.precision == "fp16" and self.device.type == "cpu":
+            # It runs (tests/test_fp16.py trains it on CPU), but CPUs without fp16 arithmetic
+            # emulate it: 68x slower than fp32 (conv32, width 64, batch 64, AVX-512 CPU).
+            warnings.warn("--precision fp16 on CPU is much slower than fp32 on most CPUs; "
+                          "use bf16 for speed on CPU", stacklevel=2)
         arch = components.arch
         if data.resolution != arch.resolution:
             raise UsageError(
@@ -158,7 +162,9 @@ class Trainer:
         self.last_stats: dict[str, float] = {}
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
             config.precision]
-        self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
+        # fp16 needs loss scaling (small gradients flush to zero); every optimizer step is
+        # followed by one scaler.update(), which GradScaler requires (see _d_pass).
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         # Batch norm in D normalizes with batch statistics: after a D update on joint real+fake
         # batches, a fake-only batch in the G step would be normalized differently and D's
         # verdict would not be the one it was trained to give. Then the G step feeds the
@@ -291,62 +297,87 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """One D update: one optimizer step per pass (see _d_pass) over what the mode shows D.
+
+        joint: one pass over real and fake images in one batch; separate: one pass with a real
+        and a fake forward (classic DCGAN example); alternating: Keras-style, a real-only pass
+        then a fake-only pass (face seed's model 2).
+        """
+        real_in = self._d_input(real, "real", augment_fake=False)
+        fake_in = self._d_input(fake, "fake", augment_fake=True)
+        passes = ("real", "fake") if self.config.d_update == "alternating" else ("both",)
+        losses, logits = [], {}
+        for sees in passes:
+            loss, seen = self._d_pass(real_in, fake_in, sees)
+            losses.append(loss)
+            logits.update(seen)
+        return {"loss_d": sum(losses[1:], losses[0]), **logits}
+
+    def _d_pass(self, real_in: Tensor, fake_in: Tensor, sees: str
+                ) -> tuple[Tensor, dict[str, Tensor]]:
+        """One optimizer step of D on the images `sees` names: "both", "real" or "fake".
+
+        Forward, the regularizers that go with those images (R1 with real ones, the loss's
+        penalty, e.g. wgan-gp, with fakes), the non-finite check, then one scaled backward, one
+        step and one scaler update: GradScaler refuses a second step before update().
+        """
         # D's logits come through the DDP wrapper (gradients averaged over ranks); penalties and
         # R1 call the plain D, whose extra uses of the weights add to the same gradients.
         loss_fn, cfg, D = self.c.loss, self.config, self.D_train
-        real_in = self._d_input(real, "real", augment_fake=False)
-        fake_in = self._d_input(fake, "fake", augment_fake=True)
         self.opt_d.zero_grad(set_to_none=True)
-        if cfg.d_update == "alternating":
-            # Keras-style: a real-only update, then a fake-only update (face seed's model 2).
-            with self._autocast():
-                real_logits = D(real_in).float()
-                loss_r = loss_fn.real_loss(real_logits, cfg.real_label)
-            # Regularizers go with the update that sees their images: R1 (real images) with the
-            # real update, the loss's penalty (real and fake, e.g. wgan-gp) with the fake one.
-            if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-                loss_r = loss_r + self._r1(real_in) * cfg.r1_every
-            self.scaler.scale(loss_r).backward()
-            self.scaler.step(self.opt_d)
-            self.opt_d.zero_grad(set_to_none=True)
-            with self._autocast():
-                fake_logits = D(fake_in).float()
-                loss_f = loss_fn.fake_loss(fake_logits)
-                penalty = loss_fn.penalty(self.D, real_in, fake_in)
-                if penalty is not None:
-                    loss_f = loss_f + penalty
-            self.scaler.scale(loss_f).backward()
-            self.scaler.step(self.opt_d)
-            self.scaler.update()
-            loss = loss_r.detach() + loss_f.detach()
-            self._check_finite(loss_d=loss)
-            return {"loss_d": loss, "real_logits": real_logits.detach(),
-                    "fake_logits": fake_logits.detach()}
         with self._autocast():
-            if cfg.d_update == "joint":
-                logits = D(torch.cat([real_in, fake_in])).float()
-                real_logits, fake_logits = logits[: len(real_in)], logits[len(real_in):]
-            else:  # separate passes, one update (classic DCGAN example)
-                real_logits, fake_logits = D(real_in).float(), D(fake_in).float()
-            loss = loss_fn.discriminator_loss(real_logits, fake_logits, cfg.real_label)
-            penalty = loss_fn.penalty(self.D, real_in, fake_in)
-            if penalty is not None:
-                loss = loss + penalty
-        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            if sees == "both" and cfg.d_update == "joint":
+                both = D(torch.cat([real_in, fake_in])).float()
+                logits = {"real_logits": both[: len(real_in)], "fake_logits": both[len(real_in):]}
+            else:
+                logits = {}
+                if sees != "fake":
+                    logits["real_logits"] = D(real_in).float()
+                if sees != "real":
+                    logits["fake_logits"] = D(fake_in).float()
+            if sees == "both":
+                loss = loss_fn.discriminator_loss(logits["real_logits"], logits["fake_logits"],
+                                                  cfg.real_label)
+            elif sees == "real":
+                loss = loss_fn.real_loss(logits["real_logits"], cfg.real_label)
+            else:
+                loss = loss_fn.fake_loss(logits["fake_logits"])
+            if sees != "real":
+                # The penalty mixes real and fake images: one dtype for both (under autocast G's
+                # fakes are bf16/fp16, real images float32).
+                penalty = loss_fn.penalty(self.D, real_in, fake_in.to(real_in.dtype))
+                if penalty is not None:
+                    loss = loss + penalty
+        unregularized = loss
+        if sees != "fake" and cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
             loss = loss + self._r1(real_in) * cfg.r1_every
-        self._check_finite(loss_d=loss.detach())
+        # fp16: R1 differentiates a scaled output (_r1); when that overflows, R1 is inf and the
+        # scaler skips this step and lowers its scale. Not a divergence: R1 goes unchecked then,
+        # and unlogged (stats stay finite).
+        fp16 = self.scaler.is_enabled()
+        self._check_finite(loss_d=(unregularized if fp16 else loss).detach())
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt_d)
         self.scaler.update()
-        return {"loss_d": loss.detach(), "real_logits": real_logits.detach(),
-                "fake_logits": fake_logits.detach()}
+        if fp16:
+            loss = torch.where(torch.isfinite(loss), loss, unregularized)
+        return loss.detach(), {k: v.detach() for k, v in logits.items()}
 
     def _r1(self, real: Tensor) -> Tensor:
         """R1 (Mescheder et al. 2018): gamma/2 * E ||grad_x D(x)||^2 on real images."""
         x = real.detach().requires_grad_(True)
         with self._autocast():
             out = self.D(x).float()
-        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        if self.scaler.is_enabled():
+            # fp16: differentiate the scaled output so that small input gradients do not flush
+            # to zero, then unscale in float32 (PyTorch's AMP recipe for gradient penalties).
+            # The mean, like the loss: scaling the sum would give each output the whole scale,
+            # 2**16 at first, which is inf in fp16 (max 65504). An overflow still possible
+            # makes R1 inf; the scaler then skips the step (see _d_pass).
+            (grad,) = torch.autograd.grad(self.scaler.scale(out.mean()), x, create_graph=True)
+            grad = grad.float() * (out.numel() / self.scaler.get_scale())
+        else:
+            (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
         return self.config.r1_gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
 
     def train_step(self) -> dict[str, float]:

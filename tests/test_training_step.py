@@ -117,6 +117,16 @@ def test_bf16_autocast_step_runs(tmp_path):
     assert all(p.dtype == torch.float32 for p in tr.G.parameters())
 
 
+@pytest.mark.parametrize("mode", ["joint", "separate", "alternating"])
+def test_bf16_with_gradient_penalty_trains(tmp_path, mode):
+    # Under autocast G's fakes are bf16 and real images float32: the penalty, which mixes the
+    # two, gets both in one dtype (it failed with "expected dtype c10::BFloat16").
+    options = {"conv32": {**TINY["conv32"], "d_norm": "none"}}
+    tr = trainer(tmp_path, precision="bf16", loss="wgan-gp", d_update=mode, options=options)
+    stats = tr.train_step()
+    assert np.isfinite(stats["loss_d"]) and np.isfinite(stats["loss_g"])
+
+
 def test_ema_follows_generator(tmp_path):
     tr = trainer(tmp_path, ema_decay=0.9)
     tr.train_step()
