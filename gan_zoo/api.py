@@ -30,7 +30,12 @@ from .evaluation import during_training as eval_during_training
 from .images import atomic_save_image, grid, to_uint8
 from .interfaces import Generator
 from .options import validate_options
-from .plugins import PluginWarning, get_registry, missing_component_message
+from .plugins import (
+    PluginWarning,
+    get_registry,
+    missing_component_message,
+    version_mismatch_message,
+)
 from .rundir import RunDir, default_run_dir, resolve_checkpoint
 from .tomlio import read_toml
 from .trainer import Callbacks, Trainer
@@ -240,9 +245,8 @@ def describe_checkpoint_plugins(meta: dict[str, Any]) -> None:
     """Warn when a checkpoint was written with another version of its architecture's package
     (the weights may still load; if they do not, the message says which version to install)."""
     entry = get_registry().entry("arch", meta["arch"]["name"])
-    saved = meta["arch"].get("version")
-    if saved and entry.version and saved != entry.version:
-        warnings.warn(f"this checkpoint was written with {entry.distribution} {saved}; "
-                      f"{entry.version} is installed", PluginWarning, stacklevel=3)
+    mismatch = version_mismatch_message(meta["arch"], entry)  # escaped: the file is a stranger's
+    if mismatch:
+        warnings.warn(mismatch, PluginWarning, stacklevel=3)
 
 

@@ -13,6 +13,7 @@ import click
 from . import __version__
 from .errors import GanZooError, install_warning_format
 from .kinds import KIND_TITLES, KINDS
+from .textsafe import bare, escape, message_block
 
 
 # Modules that import PyTorch (seconds) are imported inside the commands that need them, so
@@ -49,7 +50,10 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
 
 
 class GanZooGroup(click.Group):
-    """Turns gan-zoo's user errors into one message and an exit code, never a traceback."""
+    """Turns gan-zoo's user errors into one message and an exit code, never a traceback.
+
+    The last line of defence for what reaches the terminal: every message is escaped and
+    capped (textsafe.message_block), whatever file text it quotes."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
@@ -68,7 +72,7 @@ class GanZooGroup(click.Group):
             return super().invoke(ctx)
         except GanZooError as exc:
             if not getattr(exc, "quiet", False):  # quiet: already reported by rank 0
-                click.echo(f"{_rank_prefix()}Error: {exc}", err=True)
+                click.echo(message_block(f"{_rank_prefix()}Error: {exc}"), err=True)
             _end_if_group_broken(exc.exit_code)
             ctx.exit(exc.exit_code)
         except OSError as exc:
@@ -76,7 +80,7 @@ class GanZooGroup(click.Group):
             if exc.errno not in ENVIRONMENT_ERRNOS:
                 raise
             where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"Error: {exc.strerror}{where}", err=True)
+            click.echo(message_block(f"Error: {exc.strerror}{where}"), err=True)
             ctx.exit(1)
         except ValueError as exc:
             # The OS cannot represent such a path at all; any command taking a path can hit it.
@@ -221,7 +225,7 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
             values.pop("epochs" if key == "steps" else "steps", None)
     if option_items:
         values["options"] = merge_options(values.get("options", {}), parse_assignments(option_items))
-    echo = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    echo = (lambda m: None) if quiet else (lambda m: click.echo(message_block(m), err=True))
     if dist_timeout is not None:  # read when joining the process group; inherited by --nproc's
         os.environ[distributed.TIMEOUT_ENV] = str(dist_timeout)
     if nproc is not None and nproc > 1 and not distributed.launched():
@@ -343,11 +347,15 @@ def list_cmd(kind: str | None, pattern: str, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("kind", "name", "plugin", "description", box=None)
     for r in rows:
         provider = r["plugin"] + (f" ({r['distribution']})" if r["distribution"] else "")
-        table.add_row(r["kind"], r["name"], provider, r["description"])
+        # Text cells: rich reads markup ("[bold]", "[link=...]") in plain strings, and the
+        # descriptions and package names come from installed code.
+        table.add_row(*(Text(escape(cell)) for cell in
+                        (r["kind"], r["name"], provider, r["description"])))
     Console(width=160).print(table)
 
 
@@ -374,20 +382,20 @@ def show(name: str, as_json: bool) -> None:
                                "description": entry.cls.summary(), "options": rows},
                               indent=2, default=str))
         return
-    click.echo(f"{entry.name} ({KIND_TITLES[entry.kind]}, plugin {entry.plugin}): "
-               f"{entry.cls.summary()}")
+    click.echo(escape(f"{entry.name} ({KIND_TITLES[entry.kind]}, plugin {entry.plugin}): "
+                      f"{entry.cls.summary()}"))
     if not rows:
         click.echo("  no options")
     for r in rows:
-        click.echo(f"  {entry.name}.{r['name']} ({r['type']}, default {r['default']!r}): "
-                   f"{r['description']}")
+        click.echo(escape(f"  {entry.name}.{r['name']} ({r['type']}, default {r['default']!r}): "
+                          f"{r['description']}"))
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def plugins(as_json: bool) -> None:
     """Installed plugins: distribution, version, hooks and components (and failures)."""
-    from .plugins import plugin_system
+    from .plugins import ERROR_LIMIT, plugin_system
 
     infos = [i.as_dict() for i in plugin_system().infos.values()]
     if as_json:
@@ -397,11 +405,14 @@ def plugins(as_json: bool) -> None:
 
     click.echo(f"gan-zoo {__version__}, plugin API version {PLUGIN_API_VERSION}")
     for info in infos:
-        where = f"{info['distribution']} {info['version']}" if info["distribution"] else "in-process"
+        # Names, versions and errors come from installed packages' metadata and code.
+        where = (f"{bare(info['distribution'])} {bare(info['version'])}" if info["distribution"]
+                 else "in-process")
         api = f"api {info['api_version']}" if info["api_version"] is not None else "api ?"
-        click.echo(f"{info['name']}  [{info['status']}]  {where}  {api}  ({info['module']})")
+        click.echo(f"{bare(info['name'])}  [{info['status']}]  {where}  {api}  "
+                   f"({bare(info['module'])})")
         if info["error"]:
-            click.echo(f"    error: {info['error']}")
+            click.echo(f"    error: {bare(info['error'], ERROR_LIMIT)}")
         if info["hooks"]:
             click.echo(f"    hooks: {', '.join(sorted(set(info['hooks'])))}")
         if info["components"]:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from .errors import UsageError
 from .options import Options
+from .textsafe import escape, shown
 from .tomlio import dumps_toml, read_toml
 
 
 class TrainConfig(Options):
     """Everything that defines a training run. `ganzoo train --config FILE` reads these keys."""
 
-    # NaN/inf in a config only ever ends in a crash or a NaN run; refuse them up front.
-    model_config = ConfigDict(allow_inf_nan=False)
+    # Options (the base) refuses NaN/inf, true/false for numbers and text for numbers: in a
+    # config they only ever end in a crash, a NaN run or a silently different run. Component
+    # options are checked so by each component's Options model, which names the option.
+    _checked_elsewhere: ClassVar[frozenset[str]] = frozenset({"options"})
 
     arch: str = Field("conv32", description="architecture name (see `ganzoo list arch`)")
     data: str | None = Field(
@@ -90,14 +93,6 @@ class TrainConfig(Options):
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="component options: {component name: {key: value}}")
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        # Pydantic reads true/false as 1/0 for numbers; in a config that is always a mistake.
-        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
-            raise ValueError("expected a number or text, not true/false")
-        return value
-
     @model_validator(mode="after")
     def _one_length(self) -> TrainConfig:
         if self.steps is not None and self.epochs is not None:
@@ -116,8 +111,8 @@ def _check_utf8(value: Any, where: str) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(
-                f"{where or 'a value'} is not valid UTF-8 ({value!r}); rename the file or folder "
-                "to a UTF-8 name") from None
+                f"{where or 'a value'} is not valid UTF-8 ({shown(value)}); rename the file or "
+                "folder to a UTF-8 name") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             _check_utf8(k, where)
@@ -134,22 +129,22 @@ def make_config(values: dict[str, Any], source: str = "configuration") -> TrainC
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "config"
+            loc = escape(".".join(str(p) for p in err["loc"]) or "config")
             if err["type"] == "extra_forbidden":
-                problems.append(f"unknown key {loc!r}")
+                problems.append(f"unknown key '{loc}'")
             elif not err["loc"]:  # a whole-config check: its input is every value, not worth echoing
                 problems.append(err["msg"].removeprefix("Value error, "))
             else:
-                problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"{loc}: {err['msg']} (got {shown(err.get('input'))})")
         raise UsageError(f"invalid {source}: " + "; ".join(problems)) from None
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Raw values of a config file; validated later together with command-line overrides."""
-    values = read_toml(path)
+    values = read_toml(path, what)
     if "out" in values:
         raise UsageError(
-            f"config file {str(path)!r} sets 'out'; the output folder is chosen on the command "
+            f"{what} {shown(str(path))} sets 'out'; the output folder is chosen on the command "
             "line (--out) only, so a config file cannot make gan-zoo write elsewhere"
         )
     return values

@@ -14,22 +14,51 @@ import os
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .atomic import replacing, replacing_file, write_bytes
 from .builtin_data import BUILTIN_NAME, BUILTIN_SIZE, make_shapes
 from .distributed import per_rank_batch
 from .errors import DataError
+from .regular_files import open_regular
+from .textsafe import escape, shown
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-CACHE_FORMAT = 1
-# Decompression-bomb guard: refuse images above this many pixels (PIL warns at ~89M).
+# Files read as images, by suffix; Pillow is told to try only these formats, so a renamed
+# file never reaches an exotic decoder (EPS would start Ghostscript).
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif",
+                    ".tiff"}
+PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+# Image formats found in photo and dataset folders that gan-zoo does not read: counted and
+# reported as skipped (convert them to PNG or JPEG), never ignored without a word.
+UNSUPPORTED_EXTENSIONS = {".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jpx", ".svg",
+                          ".psd", ".xcf", ".ico", ".icns", ".exr", ".hdr", ".dds", ".tga",
+                          ".ppm", ".pgm", ".pbm", ".pnm", ".pcx", ".raw", ".dng", ".cr2", ".cr3",
+                          ".nef", ".arw", ".orf", ".rw2", ".raf"}
+CACHE_FORMAT = 2  # 2: decoded by crop-and-reduce first (results differ from 1 by rounding)
+# Decompression-bomb guards, both checked from the file's header before any pixel is decoded
+# (after a JPEG's DCT scaling, which decodes a large photo at 1/2, 1/4 or 1/8 size):
+# at most this many pixels (PIL itself warns at ~89M) ...
 MAX_PIXELS = 64_000_000
+# ... and at most this many bytes for the decoded image as Pillow holds it (width x height x
+# 1 byte for 1/L/P, 2 for 16-bit greyscale, 4 for every other mode). Mode conversion, alpha and
+# 16-bit scaling then run on the centre square already reduced to about 3x the training
+# resolution, in bands of at most BAND_BYTES, so one image's peak memory is about this plus
+# BAND_BYTES, per decoding thread.
+MAX_DECODE_BYTES = 256 * 2**20
+BAND_BYTES = 16 * 2**20
+# Reduce by box averaging to at least this many times the resolution, then Lanczos: Pillow's
+# reducing_gap, which it calls indistinguishable from a full Lanczos resize at 3.
+REDUCING_GAP = 3
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
 
 
 def cache_dir() -> Path:
@@ -41,13 +70,23 @@ def cache_dir() -> Path:
 
 def scan_images(root: Path) -> list[Path]:
     """Image files under root, recursively, sorted; symlinked folders are not followed."""
-    files = []
+    return scan_folder(root)[0]
+
+
+def scan_folder(root: Path) -> tuple[list[Path], dict[str, int]]:
+    """(image files under root, sorted; {suffix: count} of image files in formats gan-zoo does
+    not read). Recursive; symlinked folders are not followed."""
+    files: list[Path] = []
+    unsupported: dict[str, int] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in filenames:
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            suffix = Path(name).suffix.lower()
+            if suffix in IMAGE_EXTENSIONS:
                 files.append(Path(dirpath) / name)
-    return sorted(files)
+            elif suffix in UNSUPPORTED_EXTENSIONS:
+                unsupported[suffix] = unsupported.get(suffix, 0) + 1
+    return sorted(files), unsupported
 
 
 def _fingerprint(files: list[Path], root: Path, resolution: int) -> str:
@@ -62,53 +101,128 @@ def _fingerprint(files: list[Path], root: Path, resolution: int) -> str:
     return h.hexdigest()[:32]
 
 
-def load_image(path: Path, resolution: int) -> np.ndarray:
-    """Decode one file to (R, R, 3) uint8: EXIF-rotated, RGB, centre-cropped square, resized."""
-    with Image.open(path) as im:
-        if im.width * im.height > MAX_PIXELS:
-            raise ValueError(f"{im.width}x{im.height} exceeds the {MAX_PIXELS} pixel limit")
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16-bit greyscale: scale to 8 bits before converting (convert() would clip).
-            arr = np.asarray(im, dtype=np.float64)
-            # I;16 is 16-bit whatever its values (a dark 16-bit image stays dark); plain I is
-            # ambiguous, so judge by its range; clip so out-of-range ints cannot wrap around.
-            peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-            im = Image.fromarray(np.clip(arr / peak * 255, 0, 255).round().astype(np.uint8))
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(flat, im)
-        im = im.convert("RGB")
+def pixel_bytes(mode: str) -> int:
+    """Bytes per pixel of an image of this mode as Pillow holds it in memory."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def check_decode_size(width: int, height: int, mode: str) -> None:
+    """Refuse, from the header, an image whose decoding would take more than the limits."""
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{width}x{height} exceeds the {MAX_PIXELS} pixel limit")
+    need = width * height * pixel_bytes(mode)
+    if need > MAX_DECODE_BYTES:
+        raise ValueError(f"decoding {width}x{height} {mode} takes {need >> 20} MiB, over the "
+                         f"{MAX_DECODE_BYTES >> 20} MiB limit")
+
+
+def _to_plain_mode(im: Image.Image) -> Image.Image:
+    """L, RGB, I or F: the modes box-averaging is right for (alpha composited on white,
+    palettes expanded, 16-bit widened to 32-bit ints)."""
+    if im.mode in ("L", "RGB", "I", "F"):
+        return im
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+            im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(flat, im).convert("RGB")
+    return im.convert("RGB")
+
+
+def _crop_reduced(im: Image.Image, box: tuple[int, int, int, int], factor: int) -> Image.Image:
+    """The box of im in a plain mode, reduced `factor` times by box averaging: converted band by
+    band (a band is a multiple of `factor` rows), so no full-size converted copy exists."""
+    left, top, right, bottom = box
+    rows = max(1, BAND_BYTES // (4 * (right - left) * factor)) * factor
+    parts = []
+    for y in range(top, bottom, rows):
+        band = _to_plain_mode(im.crop((left, y, right, min(y + rows, bottom))))
+        parts.append(band.reduce(factor) if factor > 1 else band)
+    if len(parts) == 1:
+        return parts[0]
+    out = Image.new(parts[0].mode, (parts[0].width, sum(p.height for p in parts)))
+    y = 0
+    for part in parts:
+        out.paste(part, (0, y))
+        y += part.height
+    return out
+
+
+def _to_8bit(im: Image.Image, peak: float) -> Image.Image:
+    """An I or F image (small by now) scaled so that `peak` is 255, as 8-bit greyscale."""
+    arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=peak, neginf=0.0)
+    return Image.fromarray(np.clip(arr / peak * 255, 0, 255).round().astype(np.uint8))
+
+
+def _peak(im: Image.Image) -> float:
+    """The value that means full scale: 16-bit files are 16-bit whatever their values (a dark
+    16-bit image stays dark); plain 32-bit ints and floats are judged by their range."""
+    if im.mode.startswith("I;16"):
+        return 65535.0
+    high = im.getextrema()[1]
+    if im.mode == "F" and high <= 1.0:
+        return 1.0
+    return 65535.0 if high > 255 else 255.0
+
+
+def load_image(path: Path | BinaryIO, resolution: int) -> np.ndarray:
+    """Decode one file to (R, R, 3) uint8: EXIF-rotated, RGB, centre-cropped square, resized.
+
+    Sizes are checked from the header (check_decode_size); only the centre square is
+    converted, after reducing it to about REDUCING_GAP x the resolution."""
+    with Image.open(path, formats=PILLOW_FORMATS) as im:
+        if im.format == "JPEG":
+            # DCT scaling: a large photo decodes at 1/2..1/8 size. Twice the reducing gap: at
+            # the gap itself the 8-pixel rounding of the scaled size shifts the crop visibly.
+            draft = 2 * REDUCING_GAP * resolution
+            im.draft(None, (draft, draft))
+        check_decode_size(im.width, im.height, im.mode)
+        orientation = im.getexif().get(0x0112)
+        peak = _peak(im) if im.mode.startswith("I") or im.mode == "F" else None
         side = min(im.size)
         if side < 1:
             raise ValueError("empty image")
         left, top = (im.width - side) // 2, (im.height - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-        if side != resolution:
-            im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
-        return np.asarray(im, dtype=np.uint8)
+        factor = max(1, side // (resolution * REDUCING_GAP))
+        small = _crop_reduced(im, (left, top, left + side, top + side), factor)
+    if peak is not None:
+        small = _to_8bit(small, peak)
+    if orientation in _ORIENTATION:
+        small = small.transpose(_ORIENTATION[orientation])
+    small = small.convert("RGB")
+    if small.size != (resolution, resolution):
+        small = small.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return np.asarray(small, dtype=np.uint8)
 
 
 def _try_load(path: Path, resolution: int) -> np.ndarray | None:
-    if not path.is_file():  # a FIFO would block forever; devices, dangling or looping links
-        return None
     try:
-        with warnings.catch_warnings():
+        # Regular files only: a FIFO would block forever; devices, dangling or looping links.
+        with open_regular(path, "rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return load_image(path, resolution)
+            return load_image(fh, resolution)
     except Exception:
         return None
 
 
 @dataclass
 class ImageArray:
-    """A decoded dataset: (N, R, R, 3) uint8, usually memory-mapped, and where it came from."""
+    """A decoded dataset: (N, R, R, 3) uint8, usually memory-mapped, and where it came from.
+
+    `skipped` counts the image files not used (unreadable, or in a format gan-zoo does not
+    read); `skipped_kinds` splits that count by file suffix."""
 
     images: np.ndarray
     source: str
     skipped: int = 0
     cache_path: Path | None = None
+    skipped_kinds: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -117,18 +231,31 @@ class ImageArray:
     def resolution(self) -> int:
         return int(self.images.shape[1])
 
+    def skipped_summary(self) -> str:
+        """"3 unreadable file(s) (.png: 2, .heic: 1)", for the line that reports them."""
+        kinds = ", ".join(f"{escape(k)}: {n}" for k, n in sorted(self.skipped_kinds.items()))
+        return f"{self.skipped} unreadable file(s)" + (f" ({kinds})" if kinds else "")
 
-def _decode_folder(files: list[Path], resolution: int, target: Path) -> int:
-    """Decode files into target .npy; returns how many were skipped as unreadable."""
+
+def _kind(path: Path) -> str:
+    return path.suffix.lower() or "(no suffix)"
+
+
+def _decode_folder(files: list[Path], resolution: int, target: Path) -> dict[str, int]:
+    """Decode files into target .npy; returns {suffix: count} of the ones skipped as unreadable."""
     workers = max(1, min(8, os.cpu_count() or 1))
+    failed: dict[str, int] = {}
     with replacing(target) as tmp:
         arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), resolution, resolution, 3))
         n = 0
         with ThreadPoolExecutor(workers) as pool:
-            for img in pool.map(lambda f: _try_load(f, resolution), files):
+            for path, img in zip(files, pool.map(lambda f: _try_load(f, resolution), files),
+                                 strict=True):
                 if img is not None:
                     arr[n] = img
                     n += 1
+                else:
+                    failed[_kind(path)] = failed.get(_kind(path), 0) + 1
         arr.flush()
         del arr
         if n < len(files):
@@ -141,42 +268,60 @@ def _decode_folder(files: list[Path], resolution: int, target: Path) -> int:
                     dst[s : s + 1024] = src[s : min(s + 1024, n)]
                 dst.flush()
                 del dst, src
-    return len(files) - n
+    return failed
+
+
+def _unsupported_note(unsupported: dict[str, int]) -> str:
+    if not unsupported:
+        return ""
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(unsupported.items()))
+    return (f"; found {kinds} file(s), a format gan-zoo does not read (convert them to PNG or "
+            "JPEG)")
 
 
 def load_folder(root: str | os.PathLike, resolution: int, use_cache: bool = True) -> ImageArray:
     """Decode (or reopen from cache) every usable image under root at the given resolution."""
     root = Path(root)
     if not root.exists():
-        raise DataError(f"data folder {str(root)!r} does not exist")
+        raise DataError(f"data folder {shown(str(root))} does not exist")
     if not root.is_dir():
-        raise DataError(f"--data must be a folder of images, got the file {str(root)!r}")
-    files = scan_images(root)
+        raise DataError(f"--data must be a folder of images, got the file {shown(str(root))}")
+    files, unsupported = scan_folder(root)
     if not files:
         raise DataError(
-            f"no images in {str(root)!r} (looked recursively for "
-            f"{', '.join(sorted(IMAGE_EXTENSIONS))})"
+            f"no images in {shown(str(root))} (looked recursively for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}){_unsupported_note(unsupported)}"
         )
     key = _fingerprint(files, root, resolution)
     target = cache_dir() / f"{key}.npy"
     meta_path = target.with_suffix(".json")
+    failed: dict[str, int] | None = None
+    images = None
     if use_cache and target.exists() and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
             images = np.load(target, mmap_mode="r")
-            return ImageArray(images, str(root), int(meta["skipped"]), target)
-        except (ValueError, OSError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    skipped = _decode_folder(files, resolution, target)
-    if skipped == len(files):
-        target.unlink(missing_ok=True)
-        raise DataError(
-            f"none of the {len(files)} image files in {str(root)!r} could be read "
-            "(all are damaged, empty or not images)"
-        )
-    write_bytes(meta_path, json.dumps({"root": str(root), "files": len(files),
-                                       "skipped": skipped}).encode())
-    return ImageArray(np.load(target, mmap_mode="r"), str(root), skipped, target)
+            failed = {str(k): int(v) for k, v in meta.get("skipped_kinds", {}).items()}
+            if sum(failed.values()) != int(meta["skipped"]):
+                failed = None  # a damaged cache: decoded again below
+        except (ValueError, OSError, KeyError, AttributeError, TypeError):
+            failed = None  # a damaged cache is rebuilt below
+    if failed is None:
+        failed = _decode_folder(files, resolution, target)
+        if sum(failed.values()) == len(files):
+            target.unlink(missing_ok=True)
+            raise DataError(
+                f"none of the {len(files)} image files in {shown(str(root))} could be read "
+                f"(all are damaged, empty or not images){_unsupported_note(unsupported)}"
+            )
+        write_bytes(meta_path, json.dumps({"root": str(root), "files": len(files),
+                                           "skipped": sum(failed.values()),
+                                           "skipped_kinds": failed}).encode())
+        images = np.load(target, mmap_mode="r")
+    kinds = dict(failed)
+    for suffix, count in unsupported.items():
+        kinds[suffix] = kinds.get(suffix, 0) + count
+    return ImageArray(images, str(root), sum(kinds.values()), target, kinds)
 
 
 def load_builtin(resolution: int, n: int = BUILTIN_SIZE, seed: int = 0) -> ImageArray:

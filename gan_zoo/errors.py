@@ -6,6 +6,8 @@ import sys
 import warnings
 from typing import Any
 
+from .textsafe import message_block, safe_message, shown
+
 
 class GanZooError(Exception):
     """An error caused by user input or environment, shown without a traceback."""
@@ -24,7 +26,7 @@ class UnknownComponentError(UsageError):
 
     def __init__(self, kind: str, name: str, known: list[str], suggestions: list[str]):
         self.kind, self.name, self.known, self.suggestions = kind, name, known, suggestions
-        msg = f"unknown {kind} {name!r}."
+        msg = f"unknown {kind} {shown(name)}."
         if suggestions:
             msg += " Did you mean: " + ", ".join(suggestions) + "?"
         elif known:
@@ -59,7 +61,8 @@ class PluginWarning(UserWarning):
 
 def install_warning_format() -> None:
     """Show PluginWarnings on the command line as one "Warning: ..." line, without the file
-    and source line Python adds (they point into gan-zoo, not at the broken plugin)."""
+    and source line Python adds (they point into gan-zoo, not at the broken plugin). Every
+    warning's text is escaped and capped first: it may quote a file (textsafe)."""
     original = warnings.showwarning
     if getattr(original, "_ganzoo", False):
         return
@@ -67,9 +70,9 @@ def install_warning_format() -> None:
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
         if issubclass(category, PluginWarning):
-            print(f"Warning: {message}", file=file or sys.stderr)
+            print(message_block(f"Warning: {message}"), file=file or sys.stderr)
         else:
-            original(message, category, filename, lineno, file, line)
+            original(safe_message(str(message)), category, filename, lineno, file, line)
 
     show._ganzoo = True  # type: ignore[attr-defined]
     warnings.showwarning = show

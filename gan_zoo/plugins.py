@@ -26,7 +26,9 @@ from . import PLUGIN_API_VERSION, hookspecs
 from .errors import DuplicateComponentError
 from .errors import PluginWarning as PluginWarning  # re-exported: defined beside the CLI's errors
 from .interfaces import KIND_TITLES, Component
-from .registry import Entry, InvalidNameError, Registry
+from .package_names import is_distribution_name, is_plugin_name, is_version
+from .registry import Entry, InvalidNameError, Registry, is_component_name
+from .textsafe import bare, cap, shown
 
 ENTRY_POINT_GROUP = "gan_zoo"
 BUILTIN_DISTRIBUTION = "gan-zoo"
@@ -36,6 +38,7 @@ ENV_VAR = "GANZOO_PLUGINS"
 # module attribute ``GANZOO_PLUGIN_API = 1``; without it, the current one is assumed.
 SUPPORTED_API_VERSIONS: tuple[int, ...] = (PLUGIN_API_VERSION,)
 API_ATTRIBUTE = "GANZOO_PLUGIN_API"
+ERROR_LIMIT = 1000  # characters of a failed plugin's error that are kept
 
 
 @dataclass
@@ -117,8 +120,9 @@ class PluginSystem:
                 # using a taken plugin name is skipped, and said so.
                 if seen[ep.name] != (dist, ep.value):
                     warnings.warn(
-                        f"gan-zoo plugin {ep.name!r} of {dist or ep.value!r} skipped: the "
-                        f"plugin name is already used by {seen[ep.name][0] or seen[ep.name][1]!r}",
+                        f"gan-zoo plugin {shown(ep.name)} of {shown(dist or ep.value)} skipped: "
+                        f"the plugin name is already used by "
+                        f"{shown(seen[ep.name][0] or seen[ep.name][1])}",
                         PluginWarning, stacklevel=2)
                 continue
             if not _allowed(ep.name, dist, wanted):
@@ -138,8 +142,8 @@ class PluginSystem:
             known = {t[2] for t in found} | {t[4] for t in found if t[4]}
             for name in sorted(wanted - known):
                 close = difflib.get_close_matches(name, sorted(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                warnings.warn(f"{ENV_VAR} names {name!r}, which is not an installed gan-zoo "
+                hint = f" (did you mean {shown(close[0])}?)" if close else ""
+                warnings.warn(f"{ENV_VAR} names {shown(name)}, which is not an installed gan-zoo "
                               f"plugin{hint}", PluginWarning, stacklevel=2)
 
     def _admit(self, plugin: object, info: PluginInfo) -> bool:
@@ -220,10 +224,12 @@ class PluginSystem:
         self.infos.pop(name, None)
 
     def _fail(self, info: PluginInfo, reason: str) -> None:
+        # The reason quotes the plugin's own exception: capped here, escaped where shown.
+        reason = cap(reason, ERROR_LIMIT)
         info.error = reason
         self.registry.failed_plugins[info.name] = reason
-        warnings.warn(f"gan-zoo plugin {info.name!r} skipped: {reason}", PluginWarning,
-                      stacklevel=3)
+        warnings.warn(f"gan-zoo plugin {shown(info.name)} skipped: {bare(reason, ERROR_LIMIT)}",
+                      PluginWarning, stacklevel=3)
 
     def failures(self) -> dict[str, str]:
         """Plugin name -> why it failed, for every plugin that did."""
@@ -316,33 +322,63 @@ def component_record(kind: str, name: str) -> dict[str, Any]:
             "distribution": entry.distribution, "version": entry.version}
 
 
-def missing_component_message(record: dict[str, Any], what: str = "this checkpoint") -> str | None:
+def missing_component_message(record: Any, what: str = "this checkpoint") -> str | None:
     """The message for a checkpoint component whose plugin is not available, or None when it is.
 
     ``record`` is a component_record() (or a checkpoint's ``arch`` section, which has the same
     keys). The message names the package to install and, when the plugin is installed but
-    failed, why it failed."""
+    failed, why it failed. The record comes from a file that anyone can write: what it says is
+    shown escaped, and an install command is suggested only when its package name and version
+    follow the packaging grammars (gan_zoo.package_names)."""
+    if not isinstance(record, dict):
+        return f"{what} has a malformed component record {shown(record)}"
     kind = record.get("kind", "arch")
-    name = record.get("name")
-    if not isinstance(name, str) or kind not in KIND_TITLES:
+    if not isinstance(kind, str) or kind not in KIND_TITLES:
         return None
+    title = KIND_TITLES[kind]
+    name = record.get("name")
+    if not is_component_name(name):
+        return (f"{what} names an invalid {title} {shown(name)} (not a gan-zoo component "
+                "name): the file was not written by gan-zoo, or was altered")
     system = plugin_system()
     if name in system.registry.names(kind):
         return None
-    package = record.get("distribution") or record.get("plugin")
-    version = record.get("version")
-    failed = system.infos.get(record.get("plugin") or "")
+    plugin, distribution, version = (record.get(k) for k in ("plugin", "distribution", "version"))
+    plugin = plugin if is_plugin_name(plugin) else None
+    failed = system.infos.get(plugin or "")
     if failed is not None and failed.error:
-        why = f" Its plugin {failed.name!r} is installed but failed to load: {failed.error}."
-    elif os.environ.get(ENV_VAR) is not None and record.get("plugin") and (
-            record.get("distribution") != BUILTIN_DISTRIBUTION):
-        why = f" (If it is installed, {ENV_VAR}={os.environ[ENV_VAR]!r} may be excluding it.)"
+        why = (f" Its plugin {shown(failed.name)} is installed but failed to load: "
+               f"{bare(failed.error, ERROR_LIMIT)}.")
+    elif os.environ.get(ENV_VAR) is not None and plugin and distribution != BUILTIN_DISTRIBUTION:
+        why = f" (If it is installed, {ENV_VAR}={shown(os.environ[ENV_VAR])} may be excluding it.)"
     else:
         why = ""
-    if package:
-        pinned = f"{package}=={version}" if version else package
-        return (f"{what} needs the {KIND_TITLES[kind]} {name!r} from the package {package!r}"
-                f"{f' version {version}' if version else ''}, which is not installed.{why} "
-                f"Install it with: pip install '{pinned}'")
-    return (f"{what} needs the {KIND_TITLES[kind]} {name!r}, which no installed plugin "
-            f"provides.{why}")
+    package = distribution or plugin
+    needs = f"{what} needs the {title} {shown(name)}"
+    if not package:
+        return f"{needs}, which no installed plugin provides.{why}"
+    invalid = [f"{label} {shown(value)}" for label, value, valid in (
+        ("package name", package, is_distribution_name(package)),
+        ("version", version, not version or is_version(version))) if not valid]
+    if invalid:
+        return (f"{needs}, which no installed plugin provides.{why} The checkpoint names an "
+                f"invalid {' and an invalid '.join(invalid)}, so no install command is "
+                "suggested: the file was not written by gan-zoo, or was altered")
+    pinned = f"{package}=={version}" if version else package
+    return (f"{needs} from the package {shown(package)}"
+            f"{f' version {version}' if version else ''}, which is not installed.{why} "
+            f"Install it with: pip install '{pinned}'")
+
+
+def version_mismatch_message(record: dict[str, Any], entry: Entry) -> str | None:
+    """The warning for a checkpoint written with another version of its component's package
+    than the installed one, or None when they agree (or either is unknown)."""
+    saved = record.get("version")
+    if not saved or not entry.version or saved == entry.version:
+        return None
+    installed = f"{bare(entry.distribution or entry.plugin)} {bare(entry.version)}"
+    if not is_version(saved):
+        return (f"this checkpoint records the invalid version {shown(saved)} for its "
+                f"{KIND_TITLES[entry.kind]} {entry.name!r}; {installed} is installed")
+    return (f"this checkpoint was written with {bare(entry.distribution or entry.plugin)} "
+            f"{saved}; {bare(entry.version)} is installed")

@@ -20,6 +20,8 @@ import click
 
 from .config import load_config_file
 from .errors import UsageError
+from .textsafe import escape, shown
+from .tomlio import read_text
 
 ENV_VAR = "GANZOO_RECIPES"
 BUILTIN_DIR = Path(__file__).resolve().parent / "recipe_files"
@@ -44,9 +46,10 @@ class Recipe:
 
     @property
     def description(self) -> str:
-        """The recipe file's leading comment lines, joined."""
+        """The recipe file's leading comment lines, joined (UsageError naming the file when it
+        cannot be read: not UTF-8, a folder, a FIFO, too large)."""
         lines = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in read_text(self.path, "recipe file").splitlines():
             if not line.startswith("#"):
                 break
             lines.append(line.lstrip("#").strip())
@@ -65,17 +68,17 @@ def available() -> dict[str, Recipe]:
 def find(name: str) -> Recipe:
     """A recipe by name, or by the path of a TOML file."""
     path = Path(name)
-    if path.suffix == ".toml" and path.is_file():
+    if path.suffix == ".toml" and path.exists():  # read_toml then says what is wrong with it
         return Recipe(path.stem, path)
     known = available()
     if name in known:
         return known[name]
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    where = ", ".join(str(d) for d in recipe_dirs()) or "no recipe folder found"
-    raise UsageError(f"unknown recipe {name!r}.{hint} Known recipes: "
-                     f"{', '.join(sorted(known)) or 'none'} (looked in: {where}; `ganzoo recipes` "
-                     "lists them)")
+    hint = f" Did you mean: {', '.join(escape(c) for c in close)}?" if close else ""
+    where = ", ".join(escape(str(d)) for d in recipe_dirs()) or "no recipe folder found"
+    names = ", ".join(escape(k) for k in sorted(known)) or "none"
+    raise UsageError(f"unknown recipe {shown(name)}.{hint} Known recipes: {names} (looked in: "
+                     f"{where}; `ganzoo recipes` lists them)")
 
 
 def retarget_arch(values: dict[str, Any], arch: str | None) -> dict[str, Any]:
@@ -96,7 +99,7 @@ def start_values(config_file: str | None, recipe: str | None, arch: str | None) 
     if config_file and recipe:
         raise UsageError("give --config or --recipe, not both (a recipe is a config file)")
     if recipe:
-        values = load_config_file(find(recipe).path)
+        values = load_config_file(find(recipe).path, "recipe file")
     elif config_file:
         values = load_config_file(config_file)
     else:
@@ -108,8 +111,12 @@ def start_values(config_file: str | None, recipe: str | None, arch: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 def recipes_command(as_json: bool) -> None:
     """List recipes: one-command reproductions of the seeds' experiments (`train --recipe`)."""
-    rows = [{"name": r.name, "path": str(r.path), "description": r.description}
-            for r in available().values()]
+    rows = []
+    for r in available().values():
+        try:
+            rows.append({"name": r.name, "path": str(r.path), "description": r.description})
+        except UsageError as exc:  # one bad file in a recipe folder must not hide the others
+            click.echo(f"warning: {exc}; left out of the list", err=True)
     if as_json:
         import json
 
@@ -119,4 +126,4 @@ def recipes_command(as_json: bool) -> None:
         click.echo("no recipes found (the package's recipe_files folder is missing; add folders with "
                    f"folders named by ${ENV_VAR})")
     for r in rows:
-        click.echo(f"{r['name']}\n    {r['description']}")
+        click.echo(f"{escape(r['name'])}\n    {escape(r['description'])}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .errors import DuplicateComponentError, UnknownComponentError
 from .interfaces import KIND_TITLES, KINDS, Component
+from .textsafe import shown
 
 # Lower case, digits and hyphens (underscores tolerated), starting with a letter: names are
 # typed on command lines and used as TOML keys and file-name parts.
@@ -25,11 +26,17 @@ class InvalidNameError(ValueError):
     """A component name that breaks the naming rules (see docs/plugins.md)."""
 
 
+def is_component_name(name: object) -> bool:
+    """Whether ``name`` follows the naming rules (fullmatch: '$' would allow a final newline)."""
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None
+
+
 def check_name(name: object) -> str:
     """Return ``name`` if it follows the naming rules, else raise InvalidNameError."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not is_component_name(name):
+        shown_name = shown(name) if isinstance(name, str) else repr(name)
         raise InvalidNameError(
-            f"invalid component name {name!r}: use 1-64 characters, lower-case letters, digits, "
+            f"invalid component name {shown_name}: use 1-64 characters, lower-case letters, digits, "
             "'-' or '_', starting with a letter (for example 'resgan' or 'noise-anneal')")
     return name
 

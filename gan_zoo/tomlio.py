@@ -10,22 +10,40 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .regular_files import NotRegularFileError, read_regular_bytes
+from .textsafe import QUOTE_LIMIT, cap, escape, shown
+
+# Configs and recipes are a few kilobytes; anything larger is not one (and is not read whole).
+MAX_TOML_BYTES = 1 << 20
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def read_text(path: str | Path, what: str = "config file") -> str:
+    """A small UTF-8 text file: regular files only (a FIFO never blocks), at most
+    MAX_TOML_BYTES; any problem is one UsageError naming the file."""
+    name = shown(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_regular_bytes(path, MAX_TOML_BYTES)
     except FileNotFoundError:
-        raise UsageError(f"config file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read config file {str(path)!r}: {exc}") from None
+        raise UsageError(f"{what} {name} does not exist") from None
+    except NotRegularFileError as exc:
+        raise UsageError(f"cannot read {what} {name}: it {exc.strerror}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {what} {name}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    text = read_text(path, what)
+    name = shown(str(path))
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        raise UsageError(f"{what} {name} is not valid TOML: {cap(escape(str(exc)), QUOTE_LIMIT)}") from None
     except RecursionError:
-        raise UsageError(f"config file {str(path)!r} is nested too deeply") from None
+        raise UsageError(f"{what} {name} is nested too deeply") from None
 
 
 def _scalar(value: Any) -> str:

@@ -80,7 +80,8 @@ def test_list_cli_json_has_kind_and_plugin():
     assert result.exit_code == 0
     rows = json.loads(result.output)
     assert {r["name"] for r in rows} >= {"conv32", "conv64", "conv128"}
-    assert all(r["kind"] == "arch" and r["plugin"] == "conv" for r in rows)
+    assert all(r["kind"] == "arch" for r in rows)  # (an installed example plugin may add one)
+    assert all(r["plugin"] == "conv" for r in rows if r["name"].startswith("conv"))
 
 
 def test_show_lists_options_with_descriptions():
@@ -118,6 +119,8 @@ def test_names_are_global_across_kinds_and_follow_the_rules():
     assert "already used by the architecture" in str(info.value) and "'other'" in str(info.value)
     for good in ("resgan", "noise-anneal", "dup_rate", "conv128"):
         assert check_name(good) == good
-    for bad in ("", "Conv32", "2fast", "my loss", "a.b", "x" * 65, None):
+    # "conv32\n": `$` matched before a final newline, so that name once passed.
+    for bad in ("", "Conv32", "2fast", "my loss", "a.b", "x" * 65, None, "conv32\n",
+                "conv\x1b[2J"):
         with pytest.raises(InvalidNameError, match="invalid component name"):
             check_name(bad)

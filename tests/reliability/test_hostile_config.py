@@ -3,11 +3,15 @@ line and a non-zero exit code (2 for usage, 1 for the rest), never a traceback."
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import Field
 
 from gan_zoo import api
 from gan_zoo import checkpoint as ckpt
@@ -71,6 +75,22 @@ CONFIG_FILES = {
     "bad option value": ("[options.conv32]\nwidth = 2\n", 2, "conv32.width"),
     "unknown arch": ('arch = "conv31"\n', 2, "unknown architecture 'conv31'"),
     "unknown loss": ('loss = "wasserstein-ish"\n', 2, "unknown loss"),
+    # Values lax validation would have changed without a word (issue 14, item 9):
+    "numeric text for int": ('steps = "10"\n', 2, "steps: Value error, expected a number, not text"),
+    "int for bool": ("channels_last = 1\n", 2, "channels_last: Value error, expected true or false"),
+    "text for bool": ('compile = "yes"\n', 2, "compile: Value error, expected true or false"),
+    "nan option": ('schedules = ["loss-balance"]\n[options.loss-balance]\ntarget = nan\n', 2,
+                   "loss-balance.target: Input should be a finite number"),
+    "inf in option list": ('schedules = ["noise-anneal"]\n[options.noise-anneal]\n'
+                           "levels = [0.3, -inf]\n", 2, "noise-anneal.levels.1: Input should be a finite"),
+    "text for int option": ('[options.conv32]\nwidth = "8"\n', 2,
+                            "conv32.width: Value error, expected a number, not text"),
+    "bool for int option": ("[options.conv32]\nlatent_dim = true\n", 2,
+                            "conv32.latent_dim: Value error, expected a number, not true/false"),
+    "int for bool option": ('augment = ["diffaugment"]\n[options.diffaugment]\nclamp = 0\n', 2,
+                            "diffaugment.clamp: Value error, expected true or false"),
+    "bool in float list option": ('schedules = ["noise-anneal"]\n[options.noise-anneal]\n'
+                                  "levels = [0.3, false]\n", 2, "expected a number, not true/false"),
 }
 
 
@@ -115,6 +135,34 @@ FLAGS = {
     "option wrong type": (["-o", "conv32.width=wide"], "conv32.width"),
     "option inf": (["-o", "conv32.width=1e999"], "conv32.width"),
     "deep JSON option": (["-o", "conv32.width=" + "[" * 5000], "conv32.width"),
+    "seed of 64 bits": (["--seed", str(2**64)], "seed: Input should be less than or equal to"),
+    "seed of 128 bits": (["--seed", str(2**128)], "seed: Input should be less than or equal to"),
+    # Non-finite numbers in component options (issue 14, item 9): refused, not dropped.
+    "option NaN": (["--sched", "loss-balance", "-o", "loss-balance.target=NaN"],
+                   "loss-balance.target: Input should be a finite number"),
+    "option nan": (["--sched", "loss-balance", "-o", "loss-balance.target=nan"],
+                   "loss-balance.target: Input should be a finite number"),
+    "option Infinity": (["--sched", "loss-balance", "-o", "loss-balance.band=Infinity"],
+                        "loss-balance.band: Input should be a finite number"),
+    "option -Infinity": (["--augment", "classic", "-o", "classic.rotate=-Infinity"],
+                         "classic.rotate: Input should be a finite number"),
+    "option -inf": (["--augment", "classic", "-o", "classic.rotate=-inf"],
+                    "classic.rotate: Input should be a finite number"),
+    "option 1e999": (["--sched", "lr", "-o", "lr.final=1e999"],
+                     "lr.final: Input should be a finite number"),
+    "NaN in option list": (["--sched", "noise-anneal", "-o", "noise-anneal.levels=[0.3,NaN]"],
+                           "noise-anneal.levels.1: Input should be a finite number"),
+    # Strict types: true/false is not a number, a number is not true/false, text is not a number.
+    "option true for int": (["-o", "conv32.latent_dim=true"],
+                            "conv32.latent_dim: Value error, expected a number, not true/false"),
+    "option false for float": (["-o", "conv32.dropout=false"],
+                               "conv32.dropout: Value error, expected a number, not true/false"),
+    "option quoted number": (["-o", 'conv32.latent_dim="16"'],
+                             "conv32.latent_dim: Value error, expected a number, not text"),
+    "option 1 for bool": (["--augment", "diffaugment", "-o", "diffaugment.clamp=1"],
+                          "diffaugment.clamp: Value error, expected true or false"),
+    "option true in float list": (["--sched", "noise-anneal", "-o", "noise-anneal.levels=[true]"],
+                                  "expected a number, not true/false"),
 }
 
 
@@ -123,6 +171,59 @@ def test_out_of_range_and_unknown_on_the_command_line(tmp_path, no_training, cas
     args, message = FLAGS[case]
     code, out = invoke("train", *TINY_ARGS, *args, "--out", str(tmp_path / "run"))
     assert code == 2 and message in out, out
+
+
+def test_numbers_that_mean_what_they_say_still_work():
+    """The strict rules refuse only what lax validation would change: an int for a float, a
+    whole float for an int and every built-in default are fine."""
+    from gan_zoo.options import parse_assignments, validate_options
+
+    values = parse_assignments(["lr.final=0", "lr.g_scale=1", "conv32.width=8.0",
+                                "conv32.latent_dim=16", "diffaugment.clamp=FALSE"])
+    lr = validate_options(get_registry().find_any("lr").cls.Options, values["lr"], "lr")
+    assert (lr.final, lr.g_scale) == (0.0, 1.0) and isinstance(lr.final, float)
+    conv = validate_options(get_registry().find_any("conv32").cls.Options, values["conv32"],
+                            "conv32")
+    assert (conv.width, conv.latent_dim) == (8, 16)
+    diff = get_registry().find_any("diffaugment").cls.Options
+    assert validate_options(diff, values["diffaugment"], "diffaugment").clamp is False
+    for kind in KINDS:
+        for entry in get_registry().entries(kind):
+            options = entry.cls.Options
+            validate_options(options, options().model_dump(), entry.name)  # defaults round-trip
+
+
+def test_text_options_may_be_spelled_like_non_finite_numbers():
+    """NaN/Infinity on the command line stay text, so a text option can take them."""
+    from gan_zoo.options import Options, parse_value, validate_options
+
+    class Named(Options):
+        label: str = Field("x", description="a label")
+
+    assert parse_value("NaN") == "NaN" and parse_value("-Infinity") == "-Infinity"
+    assert parse_value("1e999") == "1e999" and parse_value("[1, 2.5]") == [1, 2.5]
+    assert validate_options(Named, {"label": parse_value("Infinity")}, "named").label == "Infinity"
+
+
+def test_non_finite_numbers_are_refused_in_every_options_field():
+    """Any-typed and nested fields too: NaN cannot be stored in checkpoint metadata (JSON)."""
+    from typing import Any
+
+    from gan_zoo.errors import UsageError
+    from gan_zoo.options import Options, validate_options
+
+    class Loose(Options):
+        anything: Any = Field(None, description="anything")
+        table: dict[str, list[float]] = Field(default_factory=dict, description="a table")
+        maybe: float | None = Field(None, description="optional")
+
+    for values, where in (({"anything": [1, float("nan")]}, "loose.anything"),
+                          ({"anything": {"a": float("inf")}}, "loose.anything"),
+                          ({"table": {"a": [0.5, float("-inf")]}}, "loose.table.a.1"),
+                          ({"maybe": float("nan")}, "loose.maybe")):
+        with pytest.raises(UsageError, match="finite number") as info:
+            validate_options(Loose, values, "loose")
+        assert where in str(info.value)
 
 
 def _std_options() -> list[tuple[str, str]]:
@@ -229,3 +330,84 @@ def test_resume_of_something_that_is_not_a_run(tmp_path):
     assert code == 2 and "is not a run directory" in out
     code, out = invoke("train", "--resume", str(tmp_path), "--lr-g", "0.1")
     assert code == 2 and "only --steps/--epochs/--device may change" in out
+
+
+def test_resume_refuses_a_config_toml_edited_to_a_lax_value(tmp_path, runs, no_data_load):
+    """A run's config.toml is read like any config: true is not a number there either (a
+    resumed run would otherwise build latent_dim 1 and blame the checkpoint)."""
+    run = _fresh_copy(runs, "a", tmp_path)
+    config = run / "config.toml"
+    text = config.read_text()
+    assert "latent_dim = 16" in text
+    config.write_text(text.replace("latent_dim = 16", "latent_dim = true"))
+    code, out = invoke("train", "--resume", str(run), "--steps", "3")
+    assert code == 2 and "conv32.latent_dim: Value error, expected a number" in out, out
+    config.write_text(text.replace("[options.conv32]", "[options.conv32]\ndropout = nan"))
+    code, out = invoke("train", "--resume", str(run), "--steps", "3")
+    assert code == 2 and "conv32.dropout: Input should be a finite number" in out, out
+
+
+# ------------------------------------------------------------------ hostile config and recipe files
+
+@pytest.fixture
+def never_blocks():
+    """The test fails instead of blocking for ever (opening a FIFO waits for a writer)."""
+
+    def fire(signum, frame):
+        raise TimeoutError("blocked for 30 s")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _hostile_toml_files(folder: Path) -> dict[str, str]:
+    """name -> what the one message must say, for files named like configs that are not."""
+    folder.mkdir(exist_ok=True)
+    (folder / "binary.toml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 20)
+    (folder / "latin1.toml").write_bytes(b'# caf\xe9\narch = "conv32"\n')
+    (folder / "folder.toml").mkdir()
+    os.mkfifo(folder / "fifo.toml")
+    (folder / "huge.toml").write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
+    os.symlink("/dev/zero", folder / "device.toml")
+    return {"binary": "not UTF-8 text", "latin1": "not UTF-8 text",
+            "folder": "is not a regular file (a folder)", "fifo": "is not a regular file (a FIFO)",
+            "huge": "over the 1048576-byte limit",
+            "device": "is not a regular file (a character device)"}
+
+
+def test_hostile_config_files_are_one_message_and_never_block(tmp_path, no_training,
+                                                            never_blocks):
+    expected = _hostile_toml_files(tmp_path / "c")
+    for name, message in expected.items():
+        path = tmp_path / "c" / f"{name}.toml"
+        code, out = invoke("train", "--config", str(path), "--out", str(tmp_path / "run"))
+        assert code == 2 and message in out and str(path) in out, (name, out)
+
+
+def test_hostile_files_in_a_recipe_folder(tmp_path, monkeypatch, no_training, never_blocks):
+    """`ganzoo recipes` lists the readable recipes and warns about each unreadable file (a
+    FIFO never blocks it); `--recipe NAME` of an unreadable one is one message naming it."""
+    folder = tmp_path / "recipes"
+    expected = _hostile_toml_files(folder)
+    (folder / "mine.toml").write_text('# My recipe\narch = "conv32"\n')
+    (folder / "\x1b[31mred.toml").write_text("# \x1b]0;title\x07 escapes in a description\n")
+    monkeypatch.setenv("GANZOO_RECIPES", str(folder))
+    result = CliRunner().invoke(cli, ["recipes"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "mine\n    My recipe" in result.stdout and "face-modern" in result.stdout
+    assert "\x1b" not in result.output and "\\x1b[31mred" in result.stdout
+    for name, message in expected.items():
+        warning = [line for line in result.stderr.splitlines() if f"{name}.toml" in line]
+        assert len(warning) == 1 and message in warning[0], (name, result.stderr)
+        assert warning[0].startswith("warning:") and "left out of the list" in warning[0]
+    result = CliRunner().invoke(cli, ["recipes", "--json"])
+    names = {row["name"] for row in json.loads(result.stdout)}
+    assert "mine" in names and not names & set(expected)
+    for name, message in expected.items():
+        code, out = invoke("train", "--recipe", name, "--out", str(tmp_path / "run"))
+        assert code == 2 and message in out and "recipe file" in out, (name, out)
+    code, out = invoke("train", "--recipe", "\x1b[2Jnope", "--out", str(tmp_path / "run"))
+    assert code == 2 and "\x1b" not in out and "unknown recipe '\\x1b[2Jnope'" in out, out

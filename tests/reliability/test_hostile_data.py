@@ -61,6 +61,12 @@ def _bad_files() -> dict[str, bytes]:
         "bomb_30k.png": _png_header_only(30_000, 30_000),  # over PIL's own limit
         "bomb_9k.png": _png_header_only(9_000, 9_000),  # under PIL's, over gan-zoo's MAX_PIXELS
         "bomb_wide.png": _png_header_only(2**31 - 1, 1),
+        # Other formats under an image name: Pillow is told to try only the listed formats,
+        # so a renamed file never reaches another decoder (EPS would start Ghostscript).
+        "ppm_named.png": b"P6 2 2 255\n" + bytes(12),
+        "eps_named.jpg": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n",
+        "truncated.gif": _encoded(_good(), "GIF")[:30],
+        "truncated.tif": _encoded(_good(), "TIFF")[:60],
     }
 
 
@@ -87,6 +93,12 @@ def _odd_but_usable() -> dict[str, tuple[Image.Image, str, dict]]:
         "wide_2000x3.png": (_good(size=(2000, 3)), "PNG", {}),
         "exif_rotated.jpg": _exif_rotated(),
         "webp.webp": (_good(), "WEBP", {"lossless": True}),
+        "gif.gif": (_good(), "GIF", {}),
+        "tiff.tif": (_good(), "TIFF", {}),
+        "tiff_lzw.tiff": (_good(), "TIFF", {"compression": "tiff_lzw"}),
+        "sixteen.tiff": (Image.fromarray(np.full((40, 40), 65535, np.uint16)), "TIFF", {}),
+        "float.tif": (Image.fromarray(np.full((40, 40), 0.5, np.float32)), "TIFF", {}),
+        "jfif.jfif": (_good(), "JPEG", {"quality": 95}),
     }
 
 
@@ -162,8 +174,12 @@ def test_odd_formats_convert_to_rgb_correctly(tmp_path):
     assert centre["sixteen_dark.png"] == (1, 1, 1)  # 300/65535 of full scale, not 300/255
     r, g, b = centre["cmyk.jpg"]
     assert r > 200 and g < 40 and b < 40  # C=0 M=Y=255 is red
-    for name in ("tiny_4px.png", "one_pixel.bmp", "tall_1x600.png", "wide_2000x3.png"):
+    for name in ("tiny_4px.png", "one_pixel.bmp", "tall_1x600.png", "wide_2000x3.png",
+                 "gif.gif", "tiff.tif", "tiff_lzw.tiff"):
         assert centre[name] == (200, 30, 30), name
+    assert centre["sixteen.tiff"] == (255, 255, 255)
+    assert centre["float.tif"] == (128, 128, 128)  # floats in 0..1: 0.5 is mid-grey
+    assert all(abs(a - b) < 8 for a, b in zip(centre["jfif.jfif"], (200, 30, 30), strict=True))
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -251,3 +267,98 @@ def test_data_that_is_a_file_or_missing(tmp_path):
     assert code == 1 and "must be a folder of images" in out
     code, out = _cli_train(tmp_path, tmp_path / "missing")
     assert code == 1 and "does not exist" in out
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [_good((255, 0, 0)), _good((0, 0, 255)), _good((0, 255, 0))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    assert tuple(_load(tmp_path / "anim.gif")[RES // 2, RES // 2]) == (255, 0, 0)
+    pages = tmp_path / "pages.tiff"
+    frames[1].save(pages, save_all=True, append_images=frames[2:])
+    assert tuple(_load(pages)[RES // 2, RES // 2]) == (0, 0, 255)
+
+
+def test_formats_not_read_are_counted_by_kind(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"ok{i}.png").write_bytes(_encoded(_good(), "PNG"))
+    (folder / "anim.gif").write_bytes(_encoded(_good(), "GIF"))
+    (folder / "scan.TIF").write_bytes(_encoded(_good(), "TIFF"))
+    (folder / "broken.gif").write_bytes(b"GIF89a" + bytes(10))
+    (folder / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (folder / "phone2.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (folder / "logo.svg").write_text("<svg/>")
+    (folder / "labels.txt").write_text("not an image: not counted")
+    arr = load_folder(folder, RES)
+    assert len(arr) == 5
+    assert arr.skipped == 4
+    assert arr.skipped_kinds == {".gif": 1, ".heic": 2, ".svg": 1}
+    assert arr.skipped_summary() == "4 unreadable file(s) (.gif: 1, .heic: 2, .svg: 1)"
+    again = load_folder(folder, RES)  # from the cache: the same counts
+    assert (again.skipped, again.skipped_kinds) == (arr.skipped, arr.skipped_kinds)
+
+
+def test_folder_of_only_unsupported_formats_says_so(tmp_path):
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"IMG_{i}.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    code, out = _cli_train(tmp_path, folder)
+    assert code == 1 and "no images in" in out and "found 2 .heic file(s)" in out, out
+    assert "convert them to PNG or JPEG" in out
+
+
+def _sixteen_bit_8000(path: Path) -> Path:
+    Image.fromarray(np.zeros((8000, 8000), np.uint16)).save(path)  # ~124 KB on disk
+    return path
+
+
+def test_sixteen_bit_8000px_png_decodes_without_float_copies(tmp_path):
+    """The 124 KB 16-bit 8000x8000 PNG of issue 14 took 1.6 GB (float64 copies of the whole
+    image). numpy allocations are traced: the whole image is never copied into numpy now
+    (Pillow's own 128 MB buffer is not traced, and is within MAX_DECODE_BYTES)."""
+    import tracemalloc
+
+    path = _sixteen_bit_8000(tmp_path / "big16.png")
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        arr = _load(path)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert arr.shape == (RES, RES, 3) and int(arr.max()) == 0
+    assert peak < 16 * 2**20, f"{peak >> 20} MiB of numpy arrays"
+    assert elapsed < 5
+
+
+def test_decode_memory_limit_is_checked_from_the_header(tmp_path, monkeypatch):
+    from gan_zoo import data as data_mod
+
+    assert data_mod.pixel_bytes("I;16") == 2 and data_mod.pixel_bytes("RGB") == 4
+    assert data_mod.pixel_bytes("P") == 1
+    # What the limit is for: every mode MAX_PIXELS lets through fits in it.
+    assert MAX_PIXELS * 4 <= data_mod.MAX_DECODE_BYTES
+    path = _sixteen_bit_8000(tmp_path / "big16.png")
+    monkeypatch.setattr(data_mod, "MAX_DECODE_BYTES", 100 * 2**20)  # < 8000*8000*2
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="122 MiB, over the 100 MiB limit"):
+        _load(path)
+    assert time.perf_counter() - start < 1  # refused from the header, nothing decoded
+
+
+def test_large_photo_is_reduced_like_a_full_lanczos_resize(tmp_path):
+    """Crop-and-reduce first (and JPEG DCT scaling) gives what resizing the whole image gave."""
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)).resize(
+        (1800, 1200), Image.Resampling.BICUBIC)
+    for name, fmt in (("big.png", "PNG"), ("big.jpg", "JPEG")):
+        smooth.save(tmp_path / name, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        got = _load(tmp_path / name).astype(int)
+        with Image.open(tmp_path / name) as im:
+            full = im.convert("RGB").crop((300, 0, 1500, 1200))
+            want = np.asarray(full.resize((RES, RES), Image.Resampling.LANCZOS)).astype(int)
+        assert np.abs(got - want).max() <= 2, (name, np.abs(got - want).max())
