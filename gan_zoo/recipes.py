@@ -123,7 +123,7 @@ def recipes_command(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("no recipes found (the package's recipe_files folder is missing; add folders with "
-                   f"folders named by ${ENV_VAR})")
+        click.echo("no recipes found (the package's recipe_files folder is missing or unreadable; "
+                   f"${ENV_VAR} names more folders of recipe files, separated by ':')")
     for r in rows:
         click.echo(f"{escape(r['name'])}\n    {escape(r['description'])}")

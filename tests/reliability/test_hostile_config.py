@@ -7,15 +7,19 @@ import json
 import os
 import shutil
 import signal
+import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import Field
 
 from gan_zoo import api
 from gan_zoo import checkpoint as ckpt
 from gan_zoo.cli import cli
+from gan_zoo.config import make_config
 from gan_zoo.interfaces import KINDS
 from gan_zoo.plugins import get_registry
 from gan_zoo.rundir import RunDir
@@ -411,3 +415,39 @@ def test_hostile_files_in_a_recipe_folder(tmp_path, monkeypatch, no_training, ne
         assert code == 2 and message in out and "recipe file" in out, (name, out)
     code, out = invoke("train", "--recipe", "\x1b[2Jnope", "--out", str(tmp_path / "run"))
     assert code == 2 and "\x1b" not in out and "unknown recipe '\\x1b[2Jnope'" in out, out
+
+
+# ------------------------------------------------------------------ generated option values
+
+def _option_fields() -> list[tuple[type, str, str]]:
+    """(Options model, component name, field) of every installed component option."""
+    return [(entry.cls.Options, entry.name, field) for kind in KINDS
+            for entry in get_registry().entries(kind) for field in entry.cls.Options.model_fields]
+
+
+_SCALARS = (st.booleans() | st.none() | st.integers(-2**70, 2**70)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+            | st.sampled_from(["8", "0.5", "nan", "Infinity", "true", "none", "batch", "pixels"]))
+_VALUES = _SCALARS | st.lists(_SCALARS, max_size=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_accepted_option_values_survive_config_toml_unchanged(data):
+    """Any value a component's options accept is written to config.toml and read back (a rerun
+    or resume) as the same options: nothing is dropped (NaN was) or changes meaning."""
+    from gan_zoo.errors import UsageError
+    from gan_zoo.options import validate_options
+
+    model, name, field = data.draw(st.sampled_from(_option_fields()))
+    value = data.draw(_VALUES)
+    try:
+        first = validate_options(model, {field: value}, name)
+    except UsageError:
+        return
+    stored = make_config({"options": {name: first.model_dump(mode="json")}}).to_toml()
+    again = validate_options(model, tomllib.loads(stored)["options"][name], name)
+    assert again == first, (name, field, value, stored)
+    assert json.loads(json.dumps(first.model_dump(mode="json"))) == first.model_dump(mode="json")
+    if isinstance(value, bool) and not isinstance(getattr(first, field), bool):
+        raise AssertionError(f"{name}.{field} took {value!r} as {getattr(first, field)!r}")
