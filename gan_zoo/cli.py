@@ -89,6 +89,9 @@ class GanZooGroup(click.Group):
             click.echo("Error: a path argument contains a NUL byte (\\0); no file can have that name",
                        err=True)
             ctx.exit(2)
+        except click.ClickException as exc:  # click prints these itself: escape and cap them too
+            exc.message = message_block(exc.message)
+            raise
 
 
 def _loaded_distributed() -> Any:

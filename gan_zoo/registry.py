@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import DuplicateComponentError, UnknownComponentError
 from .interfaces import KIND_TITLES, KINDS, Component
-from .textsafe import shown
+from .textsafe import bare, shown
 
 # Lower case, digits and hyphens (underscores tolerated), starting with a letter: names are
 # typed on command lines and used as TOML keys and file-name parts.
@@ -87,7 +87,7 @@ class Registry:
             close += [k for k in known if name and name in k and k not in close][: 3 - len(close)]
             error = UnknownComponentError(KIND_TITLES[kind], name, known, close)
             if self.failed_plugins:
-                failed = ", ".join(sorted(self.failed_plugins))
+                failed = ", ".join(bare(name) for name in sorted(self.failed_plugins))
                 error.args = (f"{error} (plugins that failed to load: {failed}; see `ganzoo "
                               "plugins`)",)
             raise error

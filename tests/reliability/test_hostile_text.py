@@ -210,6 +210,13 @@ def test_an_os_error_naming_a_hostile_file_is_escaped():
     assert len(output) <= MESSAGE_LIMIT + 1
 
 
+def test_click_errors_are_capped_too():
+    """click reports bad option values itself; the same cap applies."""
+    for args in (["train", "--steps", "x\x1b" * 20_000], ["train", "--d-update", "\u202e" * 20_000]):
+        code, output = invoke(*args)
+        assert code == 2 and len(output) <= MESSAGE_LIMIT + 200  # + click's usage lines
+
+
 def test_warnings_are_escaped_and_capped(capsys):
     shown_by_python: list[str] = []
     hostile = "bad \x1b]0;pwned\x07 \u202eevil\r" * 100_000
