@@ -161,19 +161,29 @@ def test_a_valid_package_still_gets_its_exact_install_line(tiny_run, tmp_path, n
     assert sampled.strip().endswith(line) and resumed.strip().endswith(line)
 
 
-def test_version_mismatch_warnings_are_escaped(tiny_run, tmp_path):
+def test_version_mismatch_warning_is_escaped(tiny_run, tmp_path):
     """The architecture is installed, in another version than the checkpoint records: a
     warning, and the images. Run as the real command (its warning printer included)."""
-    for i, (saved, expected) in enumerate([
-            (EVIL_VERSION, "Warning: this checkpoint records the invalid version "
-                           "'1.0\\x1b]0;pwned\\x07' for its architecture 'conv32'; gan-zoo "),
-            ("0.0.1\x1b[2J", "invalid version '0.0.1\\x1b[2J'"),
-            ("0.0.1", "Warning: this checkpoint was written with gan-zoo 0.0.1; ")]):
-        run = edited_run(tiny_run, tmp_path / f"run{i}", version=saved)
-        proc = ganzoo("sample", str(run), "-n", "4", "--out", str(tmp_path / f"g{i}.png"))
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        assert expected in err and unsafe(out + err) == [], err
+    run = edited_run(tiny_run, tmp_path / "run", version=EVIL_VERSION)
+    proc = ganzoo("sample", str(run), "-n", "4", "--out", str(tmp_path / "g.png"))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert ("Warning: this checkpoint records the invalid version '1.0\\x1b]0;pwned\\x07' for "
+            "its architecture 'conv32'; gan-zoo ") in err
+    assert unsafe(out + err) == [], err
+
+
+@pytest.mark.parametrize("saved, expected", [
+    ("0.0.1\x1b[2J", "records the invalid version '0.0.1\\x1b[2J' for its architecture"),
+    ("9" * 100_000, "records the invalid version '9999"),
+    ("0.0.1", "this checkpoint was written with gan-zoo 0.0.1; "),
+])
+def test_version_mismatch_messages(tiny_run, tmp_path, saved, expected):
+    run = edited_run(tiny_run, tmp_path / "run", version=saved)
+    with pytest.warns(PluginWarning) as caught:
+        api.load_generator(run)
+    message = str(caught[0].message)
+    assert expected in message and unsafe(message) == [] and len(message) < 1000
 
 
 # --------------------------------------------------------------------------- the message path
