@@ -16,18 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, sample_output
 from .assembly import build, build_components
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
 from .errors import CheckpointError, UsageError
 from .evaluation import during_training as eval_during_training
-from .images import atomic_save_image, grid, to_uint8
 from .interfaces import Generator
 from .options import validate_options
 from .plugins import (
@@ -209,36 +207,19 @@ def load_generator(
     return generator.to(device).eval(), meta
 
 
-@torch.no_grad()
 def sample(generator: Generator, n: int, seed: int = 0, batch_size: int = 64,
            device: str | torch.device | None = None) -> Tensor:
-    """n images in [-1, 1] on the CPU, the same for the same seed."""
-    device = device or next(generator.parameters()).device
-    rng = torch.Generator().manual_seed(seed)
-    z = generator.sample_latent(n, generator=rng)
-    return torch.cat([generator(chunk.to(device)).float().cpu()
-                      for chunk in z.split(batch_size)]) if n else z.new_zeros(0)
+    """n images in [-1, 1] on the CPU, the same for the same seed. For many images, write
+    them as they are made instead: gan_zoo.sample_output.sample_to (what `ganzoo sample` does)."""
+    batches = list(sample_output.generate(generator, n, seed, batch_size, device))
+    return torch.cat(batches) if batches else torch.zeros(0)
 
 
 def save_images(images: Tensor, out: str | os.PathLike, nrow: int | None = None) -> Path:
-    """Save images by the form of `out`: `*.png` a grid, `*.npy` an (N, H, W, 3) uint8 array,
-    anything else a folder of numbered PNGs."""
-    out = Path(out)
-    arr = to_uint8(images)
-    if out.suffix.lower() == ".png":
-        return atomic_save_image(grid(arr, nrow), out)
-    if out.suffix.lower() == ".npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, arr)
-        return out
-    if out.suffix:
-        raise UsageError(f"--out {str(out)!r}: use a .png (grid), .npy (array) or a folder name")
-    out.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    for i, img in enumerate(arr):
-        Image.fromarray(img).save(out / f"{i:06d}.png")
-    return out
+    """Save images by the form of `out`: `*.png` a grid, `*.npy` an (N, H, W, 3) uint8 array
+    (at exactly that path), a name without suffix a new folder of numbered PNGs (an existing
+    folder must be empty); see gan_zoo.sample_output."""
+    return sample_output.write_samples([images], len(images), out, nrow)
 
 
 def describe_checkpoint_plugins(meta: dict[str, Any]) -> None:

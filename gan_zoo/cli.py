@@ -302,22 +302,31 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
 @click.option("-n", "--n", "n", type=click.IntRange(1, 1_000_000), default=64, show_default=True,
               help="Number of images.")
 @click.option("--out", type=click.Path(), required=True,
-              help="x.png: a grid; x.npy: (N, H, W, 3) uint8 array; otherwise a folder of PNGs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Latent noise seed.")
+              help="x.png: a grid (at most 4096 images); x.npy: (N, H, W, 3) uint8 array; "
+              "otherwise a new or empty folder of PNGs. Written as the images are made.")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True,
+              help="Latent noise seed (0 to 2**64-1).")
 @click.option("--best", is_flag=True, help="Use the run's best checkpoint instead of the latest.")
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights, not the EMA.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
            device: str) -> None:
-    """Generate images from a run directory or checkpoint file."""
+    """Generate images from a run directory or checkpoint file.
+
+    Images are made and written one batch at a time: -n 1000000 needs the memory of -n 64.
+    --out x.npy is one array at exactly that path; x.png one grid of at most 4096 images and
+    64 megapixels; a name without suffix a new folder of 000000.png, 000001.png, ... (an
+    existing folder must be empty). Each is written under a temporary name beside it and
+    renamed when complete: it appears whole or not at all."""
     from . import api
+    from .sample_output import check_out, sample_to
     from .trainer import resolve_device
 
+    check_out(out, n)  # before loading anything
     dev = resolve_device(device)
     generator, meta = api.load_generator(target, "best" if best else "latest", dev, not no_ema)
-    images = api.sample(generator, n, seed=seed)
-    path = api.save_images(images, out)
+    path = sample_to(generator, n, out, seed=seed)
     click.echo(f"wrote {n} images from {meta['path']} (step {meta['step']}) to {path}")
 
 

@@ -25,16 +25,35 @@ def from_uint8(batch: Tensor) -> Tensor:
     return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
+# A .png grid is drawn whole in memory: at most this many images and pixels (an 8000 x 8000
+# picture, 192 MB while drawn; under Pillow's decompression-bomb limit, so it opens anywhere).
+MAX_GRID_IMAGES = 4096
+MAX_GRID_PIXELS = 64_000_000
+
+
+def grid_layout(n: int, h: int, w: int, nrow: int | None = None, pad: int = 2
+                ) -> tuple[int, int, int]:
+    """(images per row, height, width) of the grid of n images of h x w."""
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    return nrow, rows * (h + pad) + pad, nrow * (w + pad) + pad
+
+
+def paste_tile(canvas: np.ndarray, i: int, image: np.ndarray, nrow: int, pad: int = 2) -> None:
+    """Put the i-th (H, W, C) image of a grid in its place on the canvas."""
+    h, w = image.shape[:2]
+    r, col = divmod(i, nrow)
+    y, x = pad + r * (h + pad), pad + col * (w + pad)
+    canvas[y : y + h, x : x + w] = image
+
+
 def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> Image.Image:
     """Tile (N, H, W, C) uint8 images into one picture, nrow images per row."""
     n, h, w, c = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    canvas = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
+    nrow, height, width = grid_layout(n, h, w, nrow, pad)
+    canvas = np.full((height, width, c), 255, np.uint8)
     for i in range(n):
-        r, col = divmod(i, nrow)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        canvas[y : y + h, x : x + w] = images[i]
+        paste_tile(canvas, i, images[i], nrow, pad)
     return Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas)
 
 

@@ -13,7 +13,8 @@ import datetime as _dt
 import html
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import click
 
 from .errors import GanZooError, UsageError
 from .rundir import RunDir
+from .textsafe import safe_message, shown
 from .visual.curves import RunSeries, higher_is_better, load_run, render_curves, write_atomic
 from .visual.evolution import render_evolution, sample_steps
+from .visual.pictures import PictureSkipped, read_png
 
 # Final-value columns of the comparison table: (key, heading, digits).
 FINAL_STATS = (("loss_d", "D loss", 3), ("loss_g", "G loss", 3), ("d_real", "D(x)", 2),
@@ -42,6 +45,7 @@ class RunReport:
     grid_png: bytes | None
     checkpoints: list[int]
     has_best: bool
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
 
     @property
     def config(self) -> dict[str, Any]:
@@ -71,21 +75,30 @@ def collect(path: str | os.PathLike, name: str | None = None) -> RunReport:
     if not run.path.is_dir() or (not run.config_path.exists() and not run.metrics_path.exists()):
         raise UsageError(f"{str(path)!r} is not a run directory (no config.toml or metrics.jsonl)")
     series = load_run(run.path, name)
+    notes = list(series.notes)
     curves = render_curves([series]) if series.train or series.evals else None
     grids = sample_steps(run.samples_dir)
     n_images = series.config.get("sample_grid", 64)
     evolution = None
     if grids:
         try:
-            evolution = render_evolution(grids, n_images if isinstance(n_images, int) else 64)
-        except ValueError:  # every grid unreadable
+            evolution = render_evolution(grids, n_images if isinstance(n_images, int) else 64,
+                                         notes=notes)
+        except ValueError:  # every grid unreadable (each has its note)
             evolution = None
+    grid_png = None
     final_grid = run.path / "samples.png"
-    grid_png = final_grid.read_bytes() if final_grid.is_file() else None
-    if grid_png is None and grids:
-        grid_png = grids[-1][1].read_bytes()
+    candidates = ([final_grid] if final_grid.exists() or final_grid.is_symlink() else [])
+    for path in candidates + [p for _, p in grids[-1:]]:
+        try:
+            grid_png = read_png(path)
+            break
+        except PictureSkipped as exc:
+            if str(exc) not in notes:
+                notes.append(str(exc))
     return RunReport(series.name, run.path, series, curves, evolution, grid_png,
-                     sorted(step for step, _ in run.step_checkpoints()), run.best_path.exists())
+                     sorted(step for step, _ in run.step_checkpoints()), run.best_path.exists(),
+                     notes)
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -187,6 +200,8 @@ def _run_section(r: RunReport, anchor: str) -> str:
         "--metric NAME</code>).</p>")
     config_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
                           for k, v in _config_rows(r.config))
+    notes = "".join(f"<li>{_e(note)}</li>" for note in r.notes)
+    notes = f'<h3>Left out</h3><ul class="missing">{notes}</ul>' if notes else ""
     return f"""
 <section class="run" id="{anchor}">
   <h2>{_e(r.name)}</h2>
@@ -195,7 +210,7 @@ def _run_section(r: RunReport, anchor: str) -> str:
       <h3>Run</h3><table class="kv">{rows}</table>
       <h3>Final statistics</h3>
       <table class="kv"><tr><th></th><th>mean of last 10%</th><th>last logged</th></tr>{finals}</table>
-      <h3>Evaluation</h3>{metrics_table}
+      <h3>Evaluation</h3>{metrics_table}{notes}
     </div>
     <div>
       <h3>Config</h3>
@@ -310,22 +325,40 @@ def render_html(reports: list[RunReport], title: str | None = None) -> str:
 
 
 def build_report(runs: list[str | os.PathLike], out: str | os.PathLike = "report.html",
-                 title: str | None = None) -> Path:
-    """Write the HTML report of `runs` to `out` and return its path."""
+                 title: str | None = None, warn: Callable[[str], None] | None = None) -> Path:
+    """Write the HTML report of `runs` to `out` and return its path. What a run's folder held
+    but the page leaves out (bad metrics lines, unsafe pictures) is on the page and passed to
+    `warn`, one line each."""
     if not runs:
         raise UsageError("give at least one run directory")
+    if not os.fspath(out):
+        raise UsageError("--out is empty; give a file name such as report.html")
     paths = [Path(p) for p in runs]
     out = Path(out)
-    if out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a folder; give a file name such as report.html")
-    names = _unique_names(paths)
-    reports = [collect(p, n) for p, n in zip(paths, names, strict=True)]
+    try:
+        out_is_dir = out.is_dir()
+    except OSError as exc:  # a name too long for the file system
+        raise UsageError(f"cannot write --out {shown(str(out))}: {exc.strerror or exc}") from None
+    if out_is_dir:
+        raise UsageError(f"--out {shown(str(out))} is a folder; give a file name such as "
+                         "report.html")
+    reports = []
+    try:
+        names = _unique_names(paths)
+        for p, n in zip(paths, names, strict=True):
+            reports.append(collect(p, n))
+    except OSError as exc:  # a name too long, a folder that cannot be listed
+        where = shown(str(exc.filename)) if exc.filename else "a run"
+        raise UsageError(f"cannot read {where}: {exc.strerror or exc}") from None
+    for r in reports:
+        for note in r.notes if warn else ():
+            warn(safe_message(f"warning: run {shown(r.name)}: {note}"))
     text = render_html(reports, title)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, text.encode("utf-8"))
     except OSError as exc:
-        raise GanZooError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+        raise GanZooError(f"cannot write {shown(str(out))}: {exc.strerror or exc}") from None
     return out
 
 
@@ -336,6 +369,11 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike = "report
 @click.option("--title", help="Page title (default: the run names).")
 def report_command(runs: tuple[str, ...], out: str, title: str | None) -> None:
     """Write one self-contained HTML page about runs: config, metrics, curves and samples;
-    with several runs, a comparison table and the curves overlaid."""
-    path = build_report(list(runs), out, title)
+    with several runs, a comparison table and the curves overlaid.
+
+    What a run folder holds but the page cannot show is left out with a warning, here and on
+    the page: lines of metrics.jsonl that are not a record with a whole-number step, sample
+    grids that are not a PNG, over 25 megapixels or 64 MB, and anything that is not a regular
+    file (a FIFO is never opened)."""
+    path = build_report(list(runs), out, title, warn=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(runs)} run(s))")

@@ -85,15 +85,12 @@ class RunDir:
         write_bytes(self.metrics_path, "".join(kept).encode("utf-8"))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        out = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a crash
-        return out
+        """The records of metrics.jsonl; a line that is not a record with a whole-number step
+        (cut by a crash, edited, not UTF-8) is skipped: gan_zoo.metrics_file. A metrics.jsonl
+        that is not a regular file is a GanZooError."""
+        from .metrics_file import iter_metrics
+
+        return list(iter_metrics(self.metrics_path))
 
     def step_checkpoint(self, step: int) -> Path:
         return self.checkpoints_dir / f"step-{step:07d}.safetensors"

@@ -125,8 +125,10 @@ def test_training_keeps_curves_and_evolution_in_the_run(tmp_path, image_folder):
 def test_live_plots_redraw_after_each_grid(tmp_path, image_folder, monkeypatch):
     drawn = []
     monkeypatch.setattr(live, "plot_curves", lambda s, out: drawn.append(s.last_step))
-    (tmp_path / "run").mkdir()
-    litter = tmp_path / "run" / ".curves.png.abc123.tmp"  # a drawing cut short by a kill
+    # a run killed before its first checkpoint, while drawing
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "config.toml").write_text('arch = "conv32"\n')
+    litter = tmp_path / "run" / ".curves.png.abc123.tmp"
     litter.write_bytes(b"half a png")
     _train(tmp_path, image_folder, steps=5)
     assert not litter.exists()

@@ -17,7 +17,10 @@ import numpy as np
 
 from ..atomic import SHARED_MODE, write_bytes
 from ..knobs import KNOBS
+from ..metrics_file import MetricsReading, iter_metrics
+from ..regular_files import read_regular_bytes
 from ..rundir import RunDir
+from ..textsafe import cap, escape
 
 # Training records carry these; anything numeric in other records is an evaluation metric.
 TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_per_s")
@@ -29,6 +32,10 @@ NOT_METRICS = {"step", "epoch", "time", "seconds", "elapsed", "n", "n_samples", 
 NOT_METRIC_SUFFIXES = ("_n", "_n_real", "_std", "_threshold", "_seconds", "_time", "_samples")
 # Knobs drawn in the learning-rate panel rather than the knob panel.
 LR_KNOBS = ("lr_g_scale", "lr_d_scale")
+# Evaluation metrics drawn in one figure (a file can name thousands); the report lists them all.
+MAX_METRICS_DRAWN = 12
+MAX_CONFIG_BYTES = 1 << 20  # a resolved config is about 2 KB
+PLOT_LIMIT = 1e100
 
 Series = tuple[np.ndarray, np.ndarray]
 
@@ -49,6 +56,7 @@ class RunSeries:
     events: list[dict[str, Any]] = field(default_factory=list)
     lr_factor: Series | None = None
     path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what could not be read, for the reader
 
     @property
     def last_step(self) -> int:
@@ -164,25 +172,55 @@ def series_from_records(records: Iterable[dict[str, Any]], name: str = "run",
     )
 
 
-def load_run(path: str | os.PathLike, name: str | None = None) -> RunSeries:
-    """A run directory's metrics and config (a missing or damaged config is left empty)."""
-    run = RunDir(path)
-    config: dict[str, Any] = {}
-    if run.config_path.exists():
-        from ..errors import GanZooError
-        from ..tomlio import read_toml
+def read_config(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
+    """A run's config.toml and a note when it could not be read (then the config is empty):
+    a regular file of at most MAX_CONFIG_BYTES only, so a FIFO or a huge file cannot stall."""
+    import tomllib
 
-        try:
-            config = read_toml(run.config_path)
-        except GanZooError:
-            config = {}
+    path = Path(path)
     try:
-        records = run.read_metrics()
-    except (OSError, UnicodeDecodeError):
-        records = []
+        text = read_regular_bytes(path, MAX_CONFIG_BYTES).decode("utf-8")
+        config = tomllib.loads(text)
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"config.toml: {exc.strerror or exc}"
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return {}, "config.toml: not valid TOML text"
+    return config, None
+
+
+def load_run(path: str | os.PathLike, name: str | None = None) -> RunSeries:
+    """A run directory's metrics and config. What cannot be read (a damaged config, bad lines
+    in metrics.jsonl, a metrics.jsonl that is not a regular file) is left out and noted in
+    the series' `notes`."""
+    from ..errors import GanZooError
+
+    run = RunDir(path)
+    config, config_note = read_config(run.config_path)
+    reading = MetricsReading()
+    records: list[dict[str, Any]] = []
+    notes = [config_note] if config_note else []
+    try:
+        records = list(iter_metrics(run.metrics_path, reading))
+    except GanZooError as exc:
+        notes.append(f"metrics.jsonl: {exc}")
     series = series_from_records(records, name or run.path.name or str(run.path), config)
     series.path = run.path
+    metrics_note = reading.note()
+    series.notes = notes + ([metrics_note] if metrics_note else [])
+    if len(series.evals) > MAX_METRICS_DRAWN:
+        series.notes.append(f"{len(series.evals)} evaluation metrics logged: the curves show the "
+                            f"first {MAX_METRICS_DRAWN} by name, the tables show all")
     return series
+
+
+def mpl_text(value: object, limit: int = 80) -> str:
+    """Text from a run (a name, a metric, a config value) as matplotlib must be given it: `$`
+    escaped (it would start mathtext, which raises on `$\\frac{`), control characters made
+    visible, capped, and never starting with `_` (legends hide such labels)."""
+    text = cap(escape(str(value)), limit).replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
 
 
 # --------------------------------------------------------------------------------- drawing
@@ -206,6 +244,14 @@ def smooth(values: np.ndarray, points: int = 60) -> np.ndarray:
     count = np.convolve(finite.astype(float), kernel, mode="same")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def plottable(values: np.ndarray) -> np.ndarray:
+    """Values as drawn: beyond +-PLOT_LIMIT left out like NaN (matplotlib cannot place ticks
+    on an axis from -1e308 to 1e308; such a value means the run diverged, and the tables show
+    it as logged)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(values) <= PLOT_LIMIT, values, np.nan)
 
 
 def _knob_keys(runs: list[RunSeries]) -> list[str]:
@@ -242,9 +288,9 @@ class _Drawer:
                 series = getter(run, key)
                 if series is None or not len(series[0]):
                     continue
-                steps, values = series
+                steps, values = series[0], plottable(series[1])
                 st = self.style(run_i, q_i, dashed)
-                name = label if self.single else f"{run.name}: {label}"
+                name = label if self.single else f"{mpl_text(run.name)}: {label}"
                 if raw and self.single and len(values) > 30:
                     ax.plot(steps, values, color=st["color"], alpha=0.22, linewidth=0.8)
                     ax.plot(steps, smooth(values), label=f"{name} (smoothed)", linewidth=1.8, **st)
@@ -323,8 +369,9 @@ def render_curves(runs: list[RunSeries], title: str | None = None) -> bytes:
             series = run.train.get("d_steps")
             if series is not None:
                 st = draw_d.style(run_i, offset)
-                twin.step(series[0], series[1], where="post", linewidth=1.4,
-                          label="D updates per G step" if draw.single else f"{run.name}: D updates",
+                twin.step(series[0], plottable(series[1]), where="post", linewidth=1.4,
+                          label="D updates per G step" if draw.single
+                          else f"{mpl_text(run.name)}: D updates",
                           **st)
         twin.set_ylabel("D updates per G step")
         _legend(twin)
@@ -344,19 +391,21 @@ def render_curves(runs: list[RunSeries], title: str | None = None) -> bytes:
     ax.set_title("Learning rates")
 
     ax = axes[2, 1]
-    metrics = sorted({m for run in runs for m in run.evals})
+    metrics = sorted({m for run in runs for m in run.evals})[:MAX_METRICS_DRAWN]
     if metrics:
         for run_i, run in enumerate(runs):
             for q_i, metric in enumerate(metrics):
                 if metric not in run.evals:
                     continue
-                steps, values = run.evals[metric]
+                steps, values = run.evals[metric][0], plottable(run.evals[metric][1])
                 st = draw.style(run_i, q_i)
                 ax.plot(steps, values, marker="o", markersize=3, linewidth=1.4,
-                        label=metric if draw.single else f"{run.name}: {metric}", **st)
+                        label=mpl_text(metric) if draw.single
+                        else f"{mpl_text(run.name)}: {mpl_text(metric)}", **st)
                 best = run.best(metric)
                 if best is not None:
-                    ax.plot([best[0]], [best[1]], marker="*", markersize=13, color=st["color"],
+                    ax.plot([best[0]], plottable(np.array([best[1]])), marker="*",
+                            markersize=13, color=st["color"],
                             markeredgecolor="black", linestyle="none")
         _legend(ax)
         ax.set_title("Evaluation (star = best)")
@@ -372,9 +421,12 @@ def render_curves(runs: list[RunSeries], title: str | None = None) -> bytes:
         if draw.single:
             run = runs[0]
             arch = run.config.get("arch", "")
-            title = f"{run.name}" + (f"  ({arch}, step {run.last_step})" if arch else "")
+            title = mpl_text(run.name) + (f"  ({mpl_text(arch, 40)}, step {run.last_step})"
+                                          if arch else "")
         else:
-            title = f"{len(runs)} runs: " + ", ".join(r.name for r in runs)
+            title = f"{len(runs)} runs: " + ", ".join(mpl_text(r.name, 40) for r in runs)
+    else:
+        title = mpl_text(title, 160)
     fig.suptitle(title, fontsize=13)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .curves import write_atomic
+from .curves import read_config, write_atomic
+from .pictures import PictureSkipped, open_picture
 
 GRID_RE = re.compile(r"^step-(\d+)\.png$")
 PAD = 2  # gan_zoo.images.grid's padding between tiles
+MAX_TILE = 512  # pixels of one drawn tile: ten rows of eight stay a reasonable picture
 
 
 def sample_steps(samples_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -68,22 +70,23 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def render_evolution(grids: list[tuple[int, Path]], n_images: int = 64, columns: int = 8,
-                     rows: int = 10, min_tile: int = 64) -> bytes:
-    """PNG bytes of the strip: up to `rows` grids (evenly spread), `columns` images each."""
+                     rows: int = 10, min_tile: int = 64, notes: list[str] | None = None) -> bytes:
+    """PNG bytes of the strip: up to `rows` grids (evenly spread), `columns` images each.
+    A grid that is not safe to read (gan_zoo.visual.pictures) or damaged leaves its row out,
+    with a line in `notes`."""
     chosen = pick_evenly(grids, rows)
     tiles_per_row: list[tuple[int, list[Image.Image]]] = []
     for step, path in chosen:
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-                tiles_per_row.append((step, grid_tiles(img, n_images, columns)))
-        except OSError:  # a grid being replaced or damaged: leave its row out
-            continue
+            tiles_per_row.append((step, grid_tiles(open_picture(path), n_images, columns)))
+        except PictureSkipped as exc:  # also a grid being replaced: leave its row out
+            if notes is not None:
+                notes.append(str(exc))
     if not tiles_per_row:
         raise ValueError("no readable sample grids")
     tile = max(t.width for _, tiles in tiles_per_row for t in tiles)
     scale = max(1, math.ceil(min_tile / tile))
-    size = tile * scale
+    size = min(tile * scale, MAX_TILE)  # a grid read as one tile may be thousands of pixels
     n_cols = max(len(tiles) for _, tiles in tiles_per_row)
     font = _font(max(12, min(18, size // 4)))
     label_w = 110
@@ -119,12 +122,6 @@ def evolution_strip(run_dir: str | os.PathLike, out: str | os.PathLike | None = 
 
 
 def _grid_size(run_dir: Path) -> int:
-    from ..errors import GanZooError
-    from ..tomlio import read_toml
-
-    try:
-        value = read_toml(run_dir / "config.toml").get("sample_grid", 64)
-    except GanZooError:
-        return 64
-    return int(value) if isinstance(value, int) and value > 0 else 64
+    value = read_config(run_dir / "config.toml")[0].get("sample_grid", 64)
+    return value if isinstance(value, int) and 0 < value <= 1_000_000 else 64
 
