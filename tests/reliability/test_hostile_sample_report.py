@@ -19,17 +19,21 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from gan_zoo import api
 from gan_zoo.errors import UsageError
-from gan_zoo.report import build_report, collect
+from gan_zoo.metrics_file import MetricsReading, iter_metrics
+from gan_zoo.report import build_report, collect, render_html
 from gan_zoo.rundir import RunDir
 from gan_zoo.sample_output import write_samples
 from gan_zoo.visual.curves import load_run, plot_curves
@@ -362,3 +366,42 @@ def test_collect_notes_are_escaped_text(tmp_path):
     assert all("\x1b" not in note for note in report.notes)
     text = build_report([run], tmp_path / "r.html").read_text()
     assert "\x1b" not in text
+
+
+# ------------------------------------------------------------------ generated metrics files
+
+SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                   st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+JSON_VALUE = st.recursive(SCALAR, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6)
+KEYS = st.one_of(st.sampled_from(["step", "loss_d", "loss_g", "d_real", "d_fake", "d_acc",
+                                  "d_steps", "event", "metric", "value", "fid", "recall",
+                                  "knob.d_steps", "knob.noise_std_real", "knob.lr_g_scale",
+                                  "lr_factor", "time", "img_per_s"]), st.text(max_size=8))
+VALUE = st.one_of(JSON_VALUE, st.sampled_from(["eval", "rollback", "fid"]), st.integers(0, 50))
+# Most records have a step and a loss (so curves are drawn), then anything.
+RECORD = st.builds(lambda base, extra: {**extra, **base}, st.fixed_dictionaries(
+    {"step": st.one_of(st.integers(0, 50), st.integers(0, 50), SCALAR)},
+    optional={"loss_d": st.one_of(st.floats(), SCALAR), "fid": VALUE, "event": VALUE}),
+    st.dictionaries(KEYS, VALUE, max_size=8))
+LINE = st.one_of(*[RECORD.map(lambda r: json.dumps(r).encode())] * 3, st.binary(max_size=40))
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINE, min_size=1, max_size=20))
+def test_any_metrics_file_gives_a_report(tmp_path, lines):
+    """Generated records (any JSON value under the keys the report reads) and raw bytes: the
+    curves and the page are drawn, and every line is either a record or counted."""
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        run = Path(folder)
+        (run / "config.toml").write_text('arch = "conv32"\nlr_g = 0.0002\nlr_d = 0.0002\n')
+        (run / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        reading = MetricsReading()
+        records = list(iter_metrics(run / "metrics.jsonl", reading))
+        assert len(records) + reading.skipped == sum(1 for line in b"\n".join(lines).split(b"\n")
+                                                     if line.strip())
+        report = collect(run)
+        assert report.curves_png is None or report.curves_png.startswith(b"\x89PNG")
+        render_html([report])
