@@ -409,3 +409,21 @@ def test_mutated_images_are_decoded_or_skipped_quickly(tmp_path_factory, data):
     out = _try_load(path, RES)
     assert time.perf_counter() - start < 3
     assert out is None or (out.shape == (RES, RES, 3) and out.dtype == np.uint8)
+
+
+def test_sixteen_bit_8000px_png_peak_memory(tmp_path):
+    """Peak resident memory of decoding that PNG, measured in a fresh process: 1.7 GB more than
+    before decoding in the old code, about 160 MB now (Pillow's 128 MB 16-bit image)."""
+    import subprocess
+    import sys
+
+    path = _sixteen_bit_8000(tmp_path / "big16.png")
+    script = ("import resource, sys\nfrom gan_zoo.data import load_image\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "load_image(sys.argv[1], 32)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    grown_mib = int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    assert grown_mib < 300, f"decoding grew peak RSS by {grown_mib:.0f} MiB"
