@@ -179,14 +179,28 @@ def test_the_largest_64_bit_seed_samples(run_dir, tmp_path):
                   "--out", tmp_path / "a.npy")[0] == 0
 
 
+# Runs `ganzoo sample RUN -n 2 --out OUT` for each OUT in one process (a process costs seconds).
+SAMPLE_EACH = """
+import sys
+from click.testing import CliRunner
+from gan_zoo.cli import cli
+for out in sys.argv[2:]:
+    result = CliRunner().invoke(cli, ["sample", sys.argv[1], "-n", "2", "--out", out])
+    print(result.exit_code, repr(result.exception), result.output)
+"""
+
+
 def test_an_existing_fifo_named_like_the_output_is_replaced_not_opened(run_dir, tmp_path):
-    for name in ("f.png", "f.npy"):
-        os.mkfifo(tmp_path / name)
-        proc = subprocess.run([sys.executable, "-m", "gan_zoo", "sample", str(run_dir), "-n", "2",
-                               "--out", str(tmp_path / name)], env=cli_env(),
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        assert (tmp_path / name).is_file()
+    names = [tmp_path / "f.png", tmp_path / "f.npy"]
+    for name in names:
+        os.mkfifo(name)
+    try:  # in another process: opening a FIFO to write would block this one for good
+        proc = subprocess.run([sys.executable, "-c", SAMPLE_EACH, str(run_dir), *map(str, names)],
+                              env=cli_env(), capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("ganzoo sample opened the FIFO at --out")
+    assert proc.stdout.count("0 None wrote 2 images") == 2, proc.stdout + proc.stderr
+    assert all(name.is_file() for name in names)
 
 
 def _peak_rss_kb(*args: str) -> int:
