@@ -109,8 +109,12 @@ def prepare_training(
     callbacks: Callbacks | None = None,
     data: ImageArray | None = None,
     log: Callable[[str], None] | None = None,
+    trust_weights: bool = False,
 ) -> Trainer:
-    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory)."""
+    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory).
+
+    `trust_weights` (the command line's --trust-weights; never saved in the run) lets
+    evaluation load an Inception file that is not a known export (docs/evaluation.md)."""
     log = log or (lambda msg: None)
     dist = distributed.setup()  # single-process unless started by torchrun
     if not dist.is_main:
@@ -147,6 +151,7 @@ def prepare_training(
     # The resolved config (with the total steps fixed) reruns the same training.
     run.write_config(cfg.model_copy(update={"steps": trainer.total_steps,
                                             "epochs": None}).to_toml())
+    trainer.trust_weights = trust_weights  # type: ignore[attr-defined]  # read by evaluation
     for factory in CALLBACK_FACTORIES:
         factory(trainer, trainer.callbacks)
     return trainer

@@ -200,10 +200,13 @@ def _progress_printer(quiet: bool):
               help="With several processes: batch norm over the global batch (CUDA).")
 @click.option("--dist-timeout", type=click.FloatRange(min=1),
               help="Seconds a process waits for the others before failing (default 1800).")
+@click.option("--trust-weights", is_flag=True,
+              help="Let --eval-every load an Inception weights file that is not a known FID "
+              "export (it can run code); command line only, never saved in the run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(config_file: str | None, resume: str | None, option_items: tuple[str, ...],
           quiet: bool, out: str | None, nproc: int | None, dist_timeout: float | None,
-          **flags: Any) -> None:
+          trust_weights: bool, **flags: Any) -> None:
     """Train a GAN. With no arguments: conv32 on the built-in shapes dataset."""
     from . import api, distributed
     from .config import merge_options
@@ -236,11 +239,12 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         return
     prog, update = _progress_printer(quiet)
     if resume:
-        trainer = api.prepare_training(resume=resume, steps=steps, epochs=epochs, log=echo)
+        trainer = api.prepare_training(resume=resume, steps=steps, epochs=epochs, log=echo,
+                                       trust_weights=trust_weights)
         if flags.get("device"):
             raise click.UsageError("--device cannot change on resume yet")
     else:
-        trainer = api.prepare_training(values, out=out, log=echo)
+        trainer = api.prepare_training(values, out=out, log=echo, trust_weights=trust_weights)
     if trainer.run is None:  # a rank other than 0 of a distributed run: rank 0 reports
         sys.exit(130 if trainer.train(None)["stopped"] in ("SIGINT", "SIGTERM") else 0)
     cfg = trainer.config

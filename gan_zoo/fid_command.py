@@ -7,6 +7,9 @@
 Samples stream from the generator straight into the feature extractor; reference features
 are cached by content (see gan_zoo.evaluation.core). The result is printed and appended to
 the run's metrics.jsonl as an ``"event": "fid"`` record.
+
+Only a known FID Inception export is loaded (TorchScript runs code when loaded); --trust-weights,
+on this command line only, lets another file through (gan_zoo.evaluation.weights).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .errors import UsageError
-from .evaluation.weights import ENV_VAR, MODES, find_weights
+from .evaluation.weights import ENV_VAR, MODES, TRUST_FLAG, find_weights, read_weights
+from .textsafe import escape
 
 if TYPE_CHECKING:
     from .rundir import RunDir
@@ -57,6 +61,9 @@ def _run_of(checkpoint: Path) -> RunDir | None:
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights, not the EMA.")
 @click.option("--inception-weights", type=click.Path(), default=None,
               help=f"Inception TorchScript file (or set {ENV_VAR}).")
+@click.option(TRUST_FLAG, "trust_weights", is_flag=True,
+              help="Load an Inception file that is not a known FID export (TorchScript can run "
+              "code when loaded): only for a file you made or checked.")
 @click.option("--max-real", type=click.IntRange(2), default=None,
               help="Use at most this many reference images (the first ones).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Latent noise seed.")
@@ -68,12 +75,15 @@ def _run_of(checkpoint: Path) -> RunDir | None:
 @click.option("--no-log", is_flag=True, help="Do not append the result to the run's metrics.")
 def fid(target: str, other: str | None, data: str | None, n: int | None, mode: str, kid: bool,
         as_json: bool, best: bool, no_ema: bool, inception_weights: str | None,
-        max_real: int | None, seed: int, batch_size: int, workers: int | None, device: str,
-        no_log: bool) -> None:
+        trust_weights: bool, max_real: int | None, seed: int, batch_size: int,
+        workers: int | None, device: str, no_log: bool) -> None:
     """FID of a run/checkpoint vs image folder (or its training data), or of two folders."""
     started, started_cpu = time.perf_counter(), time.process_time()
-    # First, and before importing PyTorch (seconds): with no weights this fails at once.
+    # First, and before importing PyTorch (seconds): with no weights, or weights that are not
+    # a known export (and no --trust-weights), this fails at once. The extractor checks again
+    # the bytes it loads; this early read only makes the refusal fast.
     weights = find_weights(inception_weights)
+    read_weights(weights, trust_weights)
     from . import api
     from .data import load_dataset
     from .evaluation import ArraySource, EvalContext, FolderSource, build_metric, evaluate
@@ -90,7 +100,8 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
             raise UsageError("with two folders, --best/--no-ema/--data do not apply")
         samples, reference = FolderSource(target), FolderSource(other)
         context = EvalContext(None, reference, samples=samples, device=dev, seed=seed,
-                              batch_size=batch_size, workers=workers, log=echo)
+                              batch_size=batch_size, workers=workers, log=echo,
+                              trust_weights=trust_weights)
         record.update({"samples": str(tpath), "data": str(other)})
     else:
         if not _is_run_or_checkpoint(tpath):
@@ -103,7 +114,8 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
         ref = data if data is not None else (meta.get("config") or {}).get("data")
         array = load_dataset(ref, generator.resolution)
         context = EvalContext(generator, ArraySource(array.images, array.source), device=dev,
-                              seed=seed, batch_size=batch_size, workers=workers, log=echo)
+                              seed=seed, batch_size=batch_size, workers=workers, log=echo,
+                              trust_weights=trust_weights)
         record.update({"checkpoint": str(ckpt_path), "step": meta["step"], "data": array.source,
                        "ema": meta.get("has_ema", False) and not no_ema})
     options = {"mode": mode, "weights": str(weights.path), "max_real": max_real,
@@ -116,7 +128,8 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
     assert isinstance(fx, InceptionExtractor)
     record.update(values)
     record.update({"mode": mode, "weights": str(weights.path), "weights_sha1": fx.sha1,
-                   "weights_verified": fx.verified or "unknown file (not checked)",
+                   "weights_sha256": fx.sha256,
+                   "weights_verified": fx.verified or f"unknown file, trusted by {TRUST_FLAG}",
                    "reference_cached": all(s.cached for s in context._real.values()),
                    "seconds": round(time.perf_counter() - started, 2),
                    "cpu_seconds": round(time.process_time() - started_cpu, 2)})
@@ -126,7 +139,7 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
         click.echo(json.dumps(record))
         return
     click.echo(f"FID {values['fid']:.4f}  (N={values['fid_n']} generated vs "
-               f"{values['fid_n_real']} real; mode {mode}; {os.path.basename(weights.path)})")
+               f"{values['fid_n_real']} real; mode {mode}; {escape(os.path.basename(weights.path))})")
     if kid:
         click.echo(f"KID {values['kid']:.6f} ± {values['kid_std']:.6f}  (N={values['kid_n']})")
     echo(f"{time.perf_counter() - started:.1f}s"

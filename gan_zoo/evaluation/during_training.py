@@ -32,9 +32,12 @@ class Evaluator:
         self.trainer, self.metric = trainer, metric
         self.every = int(cfg.eval_every or 0)
         self.patience = cfg.early_stop_patience
+        # Trust in unknown Inception weights comes from this process's command line (train
+        # --trust-weights, set by api.prepare_training), never from the run's saved config.
         self.context = context or EvalContext(
             trainer.sampling_generator(), ArraySource(trainer.data.images, trainer.data.source),
-            device=trainer.device, seed=cfg.seed, log=trainer.notify)
+            device=trainer.device, seed=cfg.seed, log=trainer.notify,
+            trust_weights=getattr(trainer, "trust_weights", False))
         self.best: float | None = None
         self.best_step: int | None = None
         self.stale = 0  # evaluations since the last improvement

