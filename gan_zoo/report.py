@@ -71,9 +71,9 @@ def collect(path: str | os.PathLike, name: str | None = None) -> RunReport:
     """Read a run directory and draw its pictures; a folder that is not a run is a UsageError."""
     run = RunDir(path)
     if not run.path.exists():
-        raise UsageError(f"run directory {str(path)!r} does not exist")
+        raise UsageError(f"run directory {shown(str(path))} does not exist")
     if not run.path.is_dir() or (not run.config_path.exists() and not run.metrics_path.exists()):
-        raise UsageError(f"{str(path)!r} is not a run directory (no config.toml or metrics.jsonl)")
+        raise UsageError(f"{shown(str(path))} is not a run directory (no config.toml or metrics.jsonl)")
     series = load_run(run.path, name)
     notes = list(series.notes)
     curves = render_curves([series]) if series.train or series.evals else None
