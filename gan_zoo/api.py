@@ -34,7 +34,7 @@ from .plugins import (
     missing_component_message,
     version_mismatch_message,
 )
-from .rundir import RunDir, default_run_dir, resolve_checkpoint
+from .rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
 from .tomlio import read_toml
 from .trainer import Callbacks, Trainer
 from .visual import live as live_plots
@@ -69,8 +69,10 @@ def _open_run(config: TrainConfig | dict[str, Any] | None, out: str | os.PathLik
               log: Callable[[str], None]) -> tuple[TrainConfig, RunDir, tuple[dict, dict] | None]:
     """The config, run directory and (on resume) checkpoint of the run to train."""
     loaded: tuple[dict, dict] | None = None
+    refuse_empty_paths(out, resume)
     if resume is not None:
         run = RunDir(resume)
+        run.check_start(new=False)  # before reading anything a training may be writing
         if not run.config_path.exists():
             raise UsageError(f"--resume {str(resume)!r} is not a run directory (no config.toml)")
         values = read_toml(run.config_path)
@@ -86,16 +88,13 @@ def _open_run(config: TrainConfig | dict[str, Any] | None, out: str | os.PathLik
             log(f"resuming from {path} (step {meta['step']})")
             loaded = (tensors, meta)
         except CheckpointError as exc:
-            if run.step_checkpoints():
+            if run.step_checkpoints(include_irregular=True):
                 raise
             log(f"no checkpoint in {resume}: starting the run again from step 0 ({exc})")
     else:
         cfg = config if isinstance(config, TrainConfig) else make_config(dict(config or {}))
         run = RunDir(out) if out is not None else RunDir(default_run_dir(cfg.arch))
-        if run.config_path.exists() and run.step_checkpoints():
-            raise UsageError(
-                f"output folder {str(run.path)!r} already holds a run; use --resume "
-                f"{str(run.path)!r} to continue it or choose another --out")
+        run.check_start(new=True)  # again under the run's lock in create()
     return cfg, run, loaded
 
 
@@ -138,22 +137,24 @@ def prepare_training(
         data = dist.main_first(lambda: load_dataset(cfg.data, components.arch.resolution))
         if data.skipped:
             log(f"skipped {data.skipped} unreadable file(s) in {data.source}")
-    if dist.is_main:  # rank 0 alone writes the run directory
-        run.create()
+    if dist.is_main:  # rank 0 alone writes (and locks) the run directory
+        run.create(new=resume is None)
     trainer = Trainer(cfg, components, data, run if dist.is_main else None, callbacks)
     trainer.notify = log
     if loaded is not None:
         trainer.load_state(*loaded)
     if not dist.is_main:
         return trainer  # evaluation, plots and other run-directory writers live on rank 0
-    if resume is not None:
-        run.rewind_metrics(trainer.step)  # steps after the checkpoint are run (and logged) again
+    # Steps after the checkpoint (on a new run: of an attempt that never saved one) are run,
+    # and logged, again.
+    run.rewind_metrics(trainer.step)
     # The resolved config (with the total steps fixed) reruns the same training.
     run.write_config(cfg.model_copy(update={"steps": trainer.total_steps,
                                             "epochs": None}).to_toml())
     trainer.trust_weights = trust_weights  # type: ignore[attr-defined]  # read by evaluation
     for factory in CALLBACK_FACTORIES:
         factory(trainer, trainer.callbacks)
+    trainer.callbacks.on_end.append(lambda _: run.unlock())  # last: after the final writes
     return trainer
 
 

@@ -6,6 +6,11 @@ therefore written under a temporary name in the same folder and renamed over the
 (os.replace, atomic on POSIX and Windows): a reader sees the old file or the complete new one,
 never half of one, and a failed write leaves no temporary file behind.
 
+A temporary file is named `.NAME.ganzoo-XXXXXXXX.tmp` (NAME: the file it replaces, cut where the
+whole name would pass the usual 255-byte limit; X: random), so that one a kill left behind can be
+told from anyone else's `.something.tmp`: temporary_target() recognises exactly this pattern,
+and cleaners (RunDir.create) delete only what it recognises.
+
 No gan-zoo imports here, so every module (checkpoint, data, images, evaluation) can use it.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +28,26 @@ from typing import BinaryIO
 # files keep the private mode of a fresh temporary file (0600).
 SHARED_MODE = 0o644
 
+TEMP_MARK = "ganzoo-"
+# mkstemp's random part: 8 characters of [a-z0-9_] (CPython's tempfile._RandomNameSequence).
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\." + TEMP_MARK + r"[a-z0-9_]{8}\.tmp")
+
+
+def temporary_target(name: str) -> str | None:
+    """The name of the file that the temporary file `name` (a bare file name) of this module
+    replaces; None for every name this module does not make."""
+    match = _TEMPORARY.fullmatch(name)
+    return match.group("target") if match else None
+
+
+def _temporary_prefix(name: str) -> str:
+    """`.NAME.ganzoo-`, NAME cut so that the whole temporary name fits in 255 bytes (a target
+    whose own name is near that limit can still be written)."""
+    room = 255 - len(f"..{TEMP_MARK}XXXXXXXX.tmp")
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}.{TEMP_MARK}"
+
 
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
@@ -29,7 +55,8 @@ def replacing(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path
     and is removed when the block raises. `mode` widens the private 0600 of the new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name),
+                                suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:

@@ -212,7 +212,9 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     from .config import merge_options
     from .options import parse_assignments
     from .recipes import start_values
+    from .rundir import refuse_empty_paths
 
+    refuse_empty_paths(out, resume)  # '' would be falsy below: a new run in a default folder
     steps, epochs = flags.get("steps"), flags.get("epochs")
     if resume:
         others = [k for k, v in flags.items() if v not in (None, ()) and k not in
@@ -293,6 +295,7 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
         run_dir = out or str(default_run_dir(cfg.arch))
         if out is None:  # one name for every process, chosen here
             argv += ["--out", run_dir]
+    RunDir(run_dir).check_start(new=not resume)  # one message here, not one per process
     distributed.per_rank_batch(cfg.batch_size, nproc)
     distributed.check_gpus(cfg.device, nproc, cfg.sync_bn)
     echo(f"starting {nproc} processes (torchrun, standalone)")

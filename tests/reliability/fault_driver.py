@@ -73,7 +73,8 @@ def _write_point(target: str) -> str | None:
 
 
 def _faulty_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-    """Stands in for `open` in gan_zoo.atomic, which opens temporary files `.NAME.XXXX.tmp`."""
+    """Stands in for `open` in gan_zoo.atomic, which opens temporary files
+    `.NAME.ganzoo-XXXXXXXX.tmp`."""
     fh = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
     point = _write_point(replaced_by(file))
     return _HalfWriter(fh, point) if point else fh

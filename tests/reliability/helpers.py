@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gan_zoo import atomic
 from gan_zoo import checkpoint as ckpt
 from gan_zoo.data import ImageArray
 from gan_zoo.plugins import plugin_system
@@ -30,8 +31,9 @@ def tiny_data(n: int = 32, res: int = 32, seed: int = 0) -> ImageArray:
 
 
 def replaced_by(temporary: Any) -> str:
-    """The name of the file a gan_zoo.atomic temporary file `.NAME.XXXX.tmp` will replace."""
-    return Path(temporary).name[1:].rsplit(".", 2)[0]
+    """The name of the file a gan_zoo.atomic temporary file `.NAME.ganzoo-XXXXXXXX.tmp` will
+    replace ('' for any other file)."""
+    return atomic.temporary_target(Path(temporary).name) or ""
 
 
 def tiny_config(**extra: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from gan_zoo import api
 from gan_zoo.cli import cli
 from gan_zoo.errors import CheckpointError
+from gan_zoo.regular_files import open_regular
 from gan_zoo.rundir import RunDir
 from gan_zoo.trainer import Callbacks
 
@@ -131,7 +132,7 @@ def test_checkpoints_folder_turning_read_only_mid_run(tmp_path):
 
 class _DiskFull:
     """Stands in for `open` in gan_zoo.atomic (which writes every file under a temporary name
-    `.NAME.XXXX.tmp`): the n-th file whose NAME ends with `suffix` hits ENOSPC after half its
+    `.NAME.ganzoo-XXXXXXXX.tmp`): the n-th file whose NAME ends with `suffix` hits ENOSPC after half its
     bytes (as a real full disk does), like every one after it."""
 
     def __init__(self, nth: int, suffix: str):
@@ -172,16 +173,15 @@ def test_disk_full_while_writing_metrics_or_samples(tmp_path, tiny_loader, monke
     # Metrics: the append fails.
     run = tmp_path / "m"
     calls = {"n": 0}
-    real_open = open
 
-    def full_open(path, mode="r", *args, **kwargs):
+    def full_open(path, mode="rb", *args, **kwargs):
         if "a" in mode:
             calls["n"] += 1
             if calls["n"] >= 3:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_open(path, mode, *args, **kwargs)
+        return open_regular(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr("gan_zoo.rundir.open", full_open, raising=False)
+    monkeypatch.setattr("gan_zoo.rundir.open_regular", full_open)
     cfg = tmp_path / "every-step.toml"
     cfg.write_text("log_every = 1\nsample_grid = 4\n")
     code, out = _invoke("train", *TINY_ARGS, "--config", str(cfg), "--steps", "6",
