@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from . import distributed, sample_output
+from . import distributed, restore, sample_output
 from .assembly import build, build_components
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
@@ -35,6 +35,7 @@ from .plugins import (
     version_mismatch_message,
 )
 from .rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
+from .textsafe import shown
 from .tomlio import read_toml
 from .trainer import Callbacks, Trainer
 from .visual import live as live_plots
@@ -194,7 +195,10 @@ def _arch_for(meta: dict[str, Any]):
         raise CheckpointError(missing)
     describe_checkpoint_plugins(meta)
     cls = registry.get("arch", arch["name"])
-    return cls(validate_options(cls.Options, arch["options"], arch["name"]))
+    try:
+        return cls(validate_options(cls.Options, arch["options"], arch["name"]))
+    except UsageError as exc:  # the file's options, not the user's: a checkpoint problem
+        raise CheckpointError(f"the checkpoint's architecture options are invalid: {exc}") from None
 
 
 def load_generator(
@@ -203,12 +207,11 @@ def load_generator(
 ) -> tuple[Generator, dict[str, Any]]:
     """The generator of a checkpoint (its EMA weights when saved and ema=True), in eval mode."""
     tensors, meta, path = load_checkpoint(target, which)
-    generator = _arch_for(meta).build_generator()
+    arch = _arch_for(meta)
     prefix = "G_ema" if ema and meta.get("has_ema") else "G"
-    try:
-        generator.load_state_dict(ckpt.split_prefix(tensors, prefix))
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {meta['arch']['name']}: {exc}") from None
+    # Shapes, dtypes and finiteness checked against the model built without memory first.
+    generator = restore.build_generator(
+        arch, tensors, prefix, f"{shown(str(path))}: cannot load its {shown(arch.name)} generator")
     meta["path"] = str(path)
     return generator.to(device).eval(), meta
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import __version__, distributed
+from . import __version__, distributed, restore
 from . import checkpoint as ckpt
 from .assembly import Components
 from .config import TrainConfig
@@ -34,6 +34,7 @@ from .interfaces import TrainState
 from .knobs import default_knobs
 from .plugins import component_record, get_registry, plugin_versions
 from .rundir import RunDir
+from .textsafe import shown
 
 DEFAULT_STEPS = 1500
 EMA_NORM_BATCHES = 8  # batches of 64 that measure the EMA generator's batch-norm statistics
@@ -555,52 +556,38 @@ class Trainer:
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Continue from a checkpoint's state. Its checksum is no signature: a stranger's file
-        can be well-formed safetensors holding nonsense, which must be an error, not a crash."""
+        can be well-formed safetensors holding nonsense, which must be an error, not a crash
+        (gan_zoo.restore checks everything before anything is used)."""
         try:
             self._load_state(tensors, meta)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"checkpoint state is incomplete or malformed ({type(exc).__name__}: {exc}); "
-                "cannot resume from it") from None
+            raise CheckpointError(  # a safety net: restore.check_state should have said why
+                f"checkpoint state is incomplete or malformed ({type(exc).__name__}: "
+                f"{shown(str(exc))}); cannot resume from it") from None
 
     def _load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        arch = meta["arch"]
-        if arch["name"] != self.c.arch.name or arch["options"] != self.c.arch.options.model_dump(
-                mode="json"):
-            raise CheckpointError(
-                f"checkpoint is for {arch['name']} with different options; cannot resume "
-                f"{self.c.arch.name} from it")
-        try:
-            self.G.load_state_dict(ckpt.split_prefix(tensors, "G"))
-            self.D.load_state_dict(ckpt.split_prefix(tensors, "D"))
-            if self.G_ema is not None and meta.get("has_ema"):
-                self.G_ema.load_state_dict(ckpt.split_prefix(tensors, "G_ema"))
-            ckpt.restore_optimizer(self.opt_g, ckpt.split_prefix(tensors, "opt_g"),
-                                   meta["opt_g_groups"])
-            ckpt.restore_optimizer(self.opt_d, ckpt.split_prefix(tensors, "opt_d"),
-                                   meta["opt_d_groups"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint does not match this model: {exc}") from None
-        for opt in (self.opt_g, self.opt_d):
+        state = restore.check_state(self, tensors, meta)  # changes nothing; raises first
+        restore.load_schedules(self, meta)
+        for name, weights in state.modules.items():
+            getattr(self, name).load_state_dict(weights)
+        for name, opt_state in state.optimizers.items():
+            opt = getattr(self, name)  # hyperparameters stay the config's, not the file's
+            opt.load_state_dict({"state": opt_state,
+                                 "param_groups": opt.state_dict()["param_groups"]})
             _match_layouts(opt)
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.dist.seed_rank(self.config.seed, int(meta["step"]))
-        if int(meta.get("world_size", 1)) != self.dist.world_size:
-            self.notify(f"note: continuing a run of {meta.get('world_size', 1)} process(es) with "
+        torch.set_rng_state(state.rng_torch)
+        if state.rng_cuda is not None:
+            torch.cuda.set_rng_state(state.rng_cuda, self.device)
+        self.dist.seed_rank(self.config.seed, state.step)
+        if state.world_size != self.dist.world_size:
+            self.notify(f"note: continuing a run of {state.world_size} process(es) with "
                         f"{self.dist.world_size}: same global batch and data order, other noise")
-        self.sampler.load_state_dict({**meta["sampler"], "rng": tensors["rng.sampler"]})
-        self.fixed_z = tensors["fixed_z"]
-        for s in self.c.schedules:
-            if s.name in meta.get("schedules", {}):
-                s.load_state_dict(meta["schedules"][s.name])
-        if meta.get("scaler"):
-            self.scaler.load_state_dict(meta["scaler"])
-        self.last_stats = meta.get("last_stats", {})
-        self.lr_factor = float(meta.get("lr_factor", 1.0))
-        self.rollbacks = int(meta.get("rollbacks", 0))
-        self.step = int(meta["step"])
+        self.sampler.load_state_dict({**state.sampler, "rng": state.rng_sampler})
+        self.fixed_z = state.fixed_z
+        if state.scaler is not None:
+            self.scaler.load_state_dict(state.scaler)
+        self.last_stats = state.last_stats
+        self.lr_factor, self.rollbacks, self.step = state.lr_factor, state.rollbacks, state.step
 
     def _roll_back(self, exc: NonFiniteError) -> None:
         """With on_nonfinite=rollback: return to the last good checkpoint with both learning

@@ -142,6 +142,39 @@ CRAFTED = {
 }
 
 
+def _tensors_header(entries: dict, body: bytes, raw: bytes | None = None) -> bytes:
+    """A header of the given tensor entries with gan-zoo metadata, then `body` as data."""
+    header = {**entries, "__metadata__": {"gan_zoo": json.dumps(MINIMAL_META)}}
+    return _with_header(raw or json.dumps(header).encode(), body)
+
+
+def _f32(shape, begin, end, dtype="F32"):
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+# The layout is checked from the header before any tensor byte is read.
+CRAFTED.update({
+    "unknown dtype": (_tensors_header({"w": _f32([2], 0, 8, "F7")}, b"\0" * 8), "no known dtype"),
+    "negative dimension": (_tensors_header({"w": _f32([-2], 0, 8)}, b"\0" * 8), "bad shape"),
+    "dimension not a number": (_tensors_header({"w": _f32(["2"], 0, 8)}, b"\0" * 8), "bad shape"),
+    "too many dimensions": (_tensors_header({"w": _f32([1] * 9, 0, 4)}, b"\0" * 4), "bad shape"),
+    "size not the shape's": (_tensors_header({"w": _f32([3], 0, 8)}, b"\0" * 8),
+                             "does not match its shape"),
+    "overlapping tensors": (_tensors_header({"w": _f32([2], 0, 8), "v": _f32([2], 4, 12)},
+                                            b"\0" * 12), "overlap or leave gaps"),
+    "gap between tensors": (_tensors_header({"w": _f32([1], 0, 4), "v": _f32([1], 8, 12)},
+                                            b"\0" * 12), "overlap or leave gaps"),
+    "data past the tensors": (_tensors_header({"w": _f32([1], 0, 4)}, b"\0" * 4096),
+                              "its data section is 4096 bytes, its header describes 4"),
+    "offsets past the end": (_tensors_header({"w": _f32([2**40], 0, 2**42)}, b"\0" * 8),
+                             "lies outside the file"),
+    "a name twice": (_tensors_header({}, b"\0" * 4, (
+        '{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+        '"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "__metadata__": '
+        + json.dumps({"gan_zoo": json.dumps(MINIMAL_META)}) + "}").encode()), "appears twice"),
+})
+
+
 @pytest.mark.parametrize("case", sorted(CRAFTED))
 def test_crafted_hostile_header(tmp_path, case):
     blob, message = CRAFTED[case]
