@@ -392,3 +392,25 @@ def test_a_fifo_named_like_a_checkpoint_fails_at_once(tmp_path):
                 read(fifo)
     finally:
         signal.alarm(0)
+
+
+@pytest.mark.parametrize("saved", [
+    {"scale": math.nan, "_growth_tracker": 0}, {"scale": -1.0, "_growth_tracker": 0},
+    {"scale": "big", "_growth_tracker": 0}, {"scale": 1024.0, "_growth_tracker": -1},
+    {"scale": 1024.0, "_growth_tracker": 2**70}, {"scale": 1024.0}, [1, 2], "scaler"])
+def test_a_hostile_loss_scaler_state_is_one_message(saved):
+    """fp16 runs restore the loss scale and its growth counter; the factors and interval are the
+    run's own (a file cannot set growth_factor=NaN)."""
+    from types import SimpleNamespace
+
+    from gan_zoo import restore
+
+    trainer = SimpleNamespace(scaler=torch.amp.GradScaler("cpu", enabled=True))
+    check = restore._Checker({}, "the checkpoint of step 2 cannot be resumed")
+    with pytest.raises(CheckpointError, match="cannot be resumed: '?scaler"):
+        restore._scaler(check, trainer, saved)
+    good = restore._scaler(check, trainer, {"scale": 8.0, "_growth_tracker": 3,
+                                            "growth_factor": math.nan, "growth_interval": 0})
+    assert good["scale"] == 8.0 and good["_growth_tracker"] == 3
+    assert good["growth_factor"] == 2.0 and good["growth_interval"] == 2000
+    trainer.scaler.load_state_dict(good)
