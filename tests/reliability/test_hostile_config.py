@@ -277,8 +277,9 @@ def _fresh_copy(runs: Path, name: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("foreign", "message"), [
-    ("wider", "checkpoint is for conv32 with different options"),
-    ("c64", "checkpoint is for conv64"),
+    # Names read from a checkpoint are quoted (gan_zoo.textsafe.shown).
+    ("wider", "is for 'conv32' with other options"),
+    ("c64", "is for 'conv64'"),
 ])
 def test_checkpoint_of_another_architecture_or_resolution(tmp_path, runs, no_data_load, foreign,
                                                           message):
@@ -318,7 +319,8 @@ def test_checkpoint_naming_a_missing_architecture_or_with_unfitting_weights(tmp_
     wider, _ = ckpt.load(RunDir(runs / "wider").step_checkpoint(2))
     ckpt.save(tmp_path / "mixed.safetensors", wider, meta)  # conv32 width 8 meta, width 12 weights
     code, out = invoke("sample", str(tmp_path / "mixed.safetensors"), "--out", str(tmp_path / "m.png"))
-    assert code == 1 and "weights do not fit conv32" in out
+    # The message names the architecture (quoted: it comes from the file) and the mismatch.
+    assert code == 1 and "'conv32'" in out and "(768, 16)" in out and "(512, 16)" in out, out
 
 
 def test_pickle_checkpoint_is_refused_with_a_conversion_hint(tmp_path):
@@ -376,10 +378,13 @@ def _hostile_toml_files(folder: Path) -> dict[str, str]:
     os.mkfifo(folder / "fifo.toml")
     (folder / "huge.toml").write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
     os.symlink("/dev/zero", folder / "device.toml")
+    os.symlink("loop.toml", folder / "loop.toml")
+    os.symlink("nowhere.toml", folder / "dangling.toml")
     return {"binary": "not UTF-8 text", "latin1": "not UTF-8 text",
             "folder": "is not a regular file (a folder)", "fifo": "is not a regular file (a FIFO)",
             "huge": "over the 1048576-byte limit",
-            "device": "is not a regular file (a character device)"}
+            "device": "is not a regular file (a character device)",
+            "loop": "Too many levels of symbolic links", "dangling": "does not exist"}
 
 
 def test_hostile_config_files_are_one_message_and_never_block(tmp_path, no_training,
@@ -413,6 +418,10 @@ def test_hostile_files_in_a_recipe_folder(tmp_path, monkeypatch, no_training, ne
     for name, message in expected.items():
         code, out = invoke("train", "--recipe", name, "--out", str(tmp_path / "run"))
         assert code == 2 and message in out and "recipe file" in out, (name, out)
+    (folder / "lax.toml").write_text("[options.conv32]\ndropout = nan\nlatent_dim = true\n")
+    code, out = invoke("train", "--recipe", "lax", "--out", str(tmp_path / "run"))
+    assert code == 2 and "conv32.dropout: Input should be a finite number" in out, out
+    assert "conv32.latent_dim: Value error, expected a number, not true/false" in out, out
     code, out = invoke("train", "--recipe", "\x1b[2Jnope", "--out", str(tmp_path / "run"))
     assert code == 2 and "\x1b" not in out and "unknown recipe '\\x1b[2Jnope'" in out, out
 
