@@ -30,7 +30,7 @@ SHARED_MODE = 0o644
 
 TEMP_MARK = "ganzoo-"
 # mkstemp's random part: 8 characters of [a-z0-9_] (CPython's tempfile._RandomNameSequence).
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\." + TEMP_MARK + r"[a-z0-9_]{8}\.tmp")
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\." + TEMP_MARK + r"[a-z0-9_]{8}\.tmp", re.DOTALL)
 
 
 def temporary_target(name: str) -> str | None:

@@ -10,10 +10,12 @@ would let a third process lock a new file while the second still holds the old o
 release empties it. It is also the mark of a folder that gan-zoo made for a run (rundir.is_run).
 
 In a distributed run only rank 0 writes the run directory, so only rank 0 locks it (the torchrun
-launcher of `--nproc` takes no lock). Within one process the lock is re-entrant: a run that the
-same Python process already holds (a training that raised, then resumed through the API) is not
-refused. flock is advisory and local to what the file system supports (NFS emulates it); where
-the platform has no flock (Windows) the run is not locked.
+launcher of `--nproc` takes no lock). The lock is released when the training ends (its last
+on_end callback); a training that raised keeps it until its process ends or RunDir.unlock().
+Within one process the lock is re-entrant: a run that the same Python process already holds (a
+training that raised, then resumed through the API) is not refused. flock is advisory and works
+where the file system supports it (NFS emulates it); where the platform has no flock (Windows)
+or the file system refuses locks, the run is not locked.
 """
 
 from __future__ import annotations

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 
 from gan_zoo import atomic
 from gan_zoo.evaluation.core import RealStats, StatsCache
@@ -52,3 +58,28 @@ def test_stats_cache_write_failure_costs_only_time(tmp_path, monkeypatch):
     monkeypatch.undo()
     cache.save("key", stats, {"n": 3})
     assert cache.load("key").feats.shape == (3, 4)
+
+
+_NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+                 min_size=1, max_size=60).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=_NAMES)
+@example(name="\U0001f600" * 63)  # 252 bytes: the name in the temporary one is cut to fit
+def test_every_temporary_name_says_which_file_it_replaces(name):
+    """A cleaner recognises this module's temporary files by name alone (RunDir.create deletes
+    only those), for any target name; one near the 255-byte limit still gets a temporary file."""
+    with tempfile.TemporaryDirectory() as folder, atomic.replacing(Path(folder) / name) as tmp:
+        target = atomic.temporary_target(tmp.name)
+        assert len(os.fsencode(tmp.name)) <= 255
+        assert target == name if len(os.fsencode(name)) <= 234 else name.startswith(target)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=_NAMES)
+def test_no_other_name_passes_for_a_temporary_file(name):
+    """A user's `.draft.tmp` (or anything without the module's mark) is never taken for one."""
+    assume("." + atomic.TEMP_MARK not in name)
+    assert atomic.temporary_target(name) is None
+    assert atomic.temporary_target(f".{name}.tmp") is None

@@ -298,6 +298,18 @@ def test_a_fifo_named_like_the_latest_checkpoint_neither_blocks_sample_nor_resum
     assert [s for s, _ in RunDir(run).step_checkpoints()] == [3, 2, 1]  # the FIFO replaced
 
 
+def test_a_fifo_checkpoint_named_on_the_command_line_is_one_error(run, tmp_path):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    os.mkfifo(RunDir(run).best_path)
+    by_name = _ganzoo("sample", str(fifo), "-n", "2", "--out", str(tmp_path / "a.png"))
+    best = _ganzoo("sample", str(run), "--best", "-n", "2", "--out", str(tmp_path / "b.png"))
+    for proc in (by_name, best):
+        code, text = _finish(proc)
+        assert code == 1 and "(a FIFO)" in text, text
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+
+
 def test_a_run_whose_only_checkpoint_is_a_fifo_is_one_error(run):
     for _, path in RunDir(run).step_checkpoints():
         path.unlink()
