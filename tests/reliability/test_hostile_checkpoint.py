@@ -146,7 +146,7 @@ def _mutate_tensor(tensors: dict, name: str, how: str, dtype: torch.dtype, seed:
         tensors[f"{name.split('.')[0]}.hostile_extra"] = torch.zeros(3)
 
 
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_hostile_tensors(source, data):
@@ -215,7 +215,7 @@ def _meta_value(path: tuple):
     return JUNK
 
 
-@settings(max_examples=100, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_hostile_metadata(source, data):
@@ -227,6 +227,34 @@ def test_hostile_metadata(source, data):
         COUNTS[f"metadata: {'/'.join(map(str, path))}"] += 1
     COUNTS["metadata: checkpoints"] += 1
     COUNTS[f"metadata outcome: {_resume_and_sample(source, tensors, meta)}"] += 1
+
+
+# ------------------------------------------------------------------ every kind, every time
+# Hypothesis draws some kinds rarely in a short run; this sweep tries each tensor mutation on a
+# tensor of every sort, and each metadata path with a few plain junk values, in every run.
+SWEEP_TENSORS = ["G.dense.weight", "D.features.6.running_var", "G_ema.dense.weight",
+                 "opt_g.0.exp_avg", "opt_d.1.exp_avg_sq", "opt_g.0.step", "rng.torch",
+                 "rng.sampler", "fixed_z"]
+SWEEP_VALUES = [None, "text", -1, 2**64, math.nan, {"nested": [math.inf]}]
+
+
+def test_every_tensor_mutation_on_every_sort_of_tensor(source):
+    for name in SWEEP_TENSORS:
+        assert name in source[2], name
+        for i, how in enumerate(TENSOR_HOW):
+            tensors = dict(source[2])
+            _mutate_tensor(tensors, name, how, DTYPES[i % len(DTYPES)], i)
+            COUNTS[f"sweep tensor: {how}"] += 1
+            COUNTS[f"sweep tensor outcome: {_resume_and_sample(source, tensors, source[3])}"] += 1
+
+
+def test_every_metadata_path_with_plain_junk(source):
+    for path in META_PATHS:
+        for value in [*SWEEP_VALUES, "delete"]:
+            meta = json.loads(json.dumps(source[3]))
+            _set(meta, path, None if value == "delete" else value, value == "delete")
+            COUNTS[f"sweep metadata: {path[0]}"] += 1
+            COUNTS[f"sweep metadata outcome: {_resume_and_sample(source, source[2], meta)}"] += 1
 
 
 # ------------------------------------------------------------------ named cases
