@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .errors import GanZooError, UsageError
+from .errors import GanZooError, GanZooWarning, UsageError
 from .hookspecs import hookimpl
 from .lazy import lazy_attributes
 
@@ -52,6 +52,7 @@ __all__ = [
     "Component",
     "Discriminator",
     "GanZooError",
+    "GanZooWarning",
     "Generator",
     "Loss",
     "Metric",

@@ -55,13 +55,17 @@ class CheckpointError(GanZooError):
     """A checkpoint that cannot be loaded safely."""
 
 
-class PluginWarning(UserWarning):
+class GanZooWarning(UserWarning):
+    """Something the user should know that does not stop the command (shown as one line)."""
+
+
+class PluginWarning(GanZooWarning):
     """A plugin failed to load or register; it is skipped."""
 
 
 def install_warning_format() -> None:
-    """Show PluginWarnings on the command line as one "Warning: ..." line, without the file
-    and source line Python adds (they point into gan-zoo, not at the broken plugin). Every
+    """Show gan-zoo's warnings on the command line as one "Warning: ..." line, without the file
+    and source line Python adds (they point into gan-zoo, not at what the user can fix). Every
     warning's text is escaped and capped first: it may quote a file (textsafe)."""
     original = warnings.showwarning
     if getattr(original, "_ganzoo", False):
@@ -69,7 +73,7 @@ def install_warning_format() -> None:
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
-        if issubclass(category, PluginWarning):
+        if issubclass(category, GanZooWarning):
             print(message_block(f"Warning: {message}"), file=file or sys.stderr)
         else:
             original(safe_message(str(message)), category, filename, lineno, file, line)

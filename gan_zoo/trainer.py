@@ -28,7 +28,7 @@ from . import checkpoint as ckpt
 from .assembly import Components
 from .config import TrainConfig
 from .data import EpochSampler, ImageArray, gather
-from .errors import CheckpointError, GanZooError, UsageError
+from .errors import CheckpointError, GanZooError, GanZooWarning, UsageError
 from .images import from_uint8, save_grid
 from .interfaces import TrainState
 from .knobs import default_knobs
@@ -118,7 +118,7 @@ class Trainer:
             # It runs (tests/test_fp16.py trains it on CPU), but CPUs without fp16 arithmetic
             # emulate it: 68x slower than fp32 (conv32, width 64, batch 64, AVX-512 CPU).
             warnings.warn("--precision fp16 on CPU is much slower than fp32 on most CPUs; "
-                          "use bf16 for speed on CPU", stacklevel=2)
+                          "use bf16 for speed on CPU", GanZooWarning, stacklevel=2)
         arch = components.arch
         if data.resolution != arch.resolution:
             raise UsageError(

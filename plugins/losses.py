@@ -114,7 +114,8 @@ class WGANGPLoss(Loss):
             # The penalty is per image; batch norm mixes images, so the penalised gradient is not
             # the one of each score. It still runs, but the paper's guarantee is gone.
             warnings.warn("wgan-gp with batch norm in the discriminator: use a D without it "
-                          "(for conv*: -o convN.d_norm=none or spectral)", stacklevel=2)
+                          "(for conv*: -o convN.d_norm=none or spectral)", gan_zoo.GanZooWarning,
+                          stacklevel=2)
             self._warned = True
         return self.options.gp_weight * gradient_penalty(discriminator, real, fake)
 
