@@ -24,7 +24,7 @@ from . import distributed, restore, sample_output
 from .assembly import build, build_components
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
-from .errors import CheckpointError, UsageError
+from .errors import CheckpointError, GanZooWarning, UsageError
 from .evaluation import during_training as eval_during_training
 from .interfaces import Generator
 from .options import validate_options
@@ -137,7 +137,7 @@ def prepare_training(
         # One rank per machine decodes the images into the cache first, the others then read it.
         data = dist.main_first(lambda: load_dataset(cfg.data, components.arch.resolution))
         if data.skipped:
-            log(f"skipped {data.skipped} unreadable file(s) in {data.source}")
+            log(f"skipped {data.skipped_summary()} in {data.source}")
     if dist.is_main:  # rank 0 alone writes (and locks) the run directory
         run.create(new=resume is None)
     trainer = Trainer(cfg, components, data, run if dist.is_main else None, callbacks)
@@ -180,7 +180,7 @@ def load_checkpoint(target: str | os.PathLike, which: str = "latest"
     if which == "latest" and Path(target).is_dir() and RunDir(target).step_checkpoints():
         path, tensors, meta, problems = RunDir(target).latest_valid()
         for problem in problems:
-            warnings.warn(f"skipped damaged checkpoint: {problem}", stacklevel=2)
+            warnings.warn(f"skipped damaged checkpoint: {problem}", GanZooWarning, stacklevel=2)
         return tensors, meta, path
     path = resolve_checkpoint(target, which)
     tensors, meta = ckpt.load(path)

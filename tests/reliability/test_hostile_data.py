@@ -301,6 +301,19 @@ def test_formats_not_read_are_counted_by_kind(tmp_path):
     assert (again.skipped, again.skipped_kinds) == (arr.skipped, arr.skipped_kinds)
 
 
+def test_the_training_log_names_the_kinds_skipped(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"ok{i}.png").write_bytes(_encoded(_good(), "PNG"))
+    (folder / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (folder / "cut.png").write_bytes(b"\x89PNG\r\n")
+    result = CliRunner().invoke(cli, ["train", "--data", str(folder), *TINY_ARGS, "--steps", "1",
+                                      "--batch-size", "4", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert f"skipped 2 unreadable file(s) (.heic: 1, .png: 1) in {folder}" in result.output
+
+
 def test_folder_of_only_unsupported_formats_says_so(tmp_path):
     folder = tmp_path / "phone"
     folder.mkdir()
