@@ -10,6 +10,8 @@ No gan-zoo or torch imports: any module can use it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 from typing import IO, Any
@@ -41,6 +43,13 @@ def open_regular(path: str | os.PathLike, mode: str = "rb", *, follow_symlinks: 
         if not follow_symlinks and os.path.islink(path):
             raise NotRegularFileError(exc.errno or 0, "is a symbolic link; refusing to follow it",
                                       str(path)) from None
+        if exc.errno == errno.ENXIO:  # opening a FIFO with no reader for writing, or a socket
+            mode = None
+            with contextlib.suppress(OSError):
+                mode = os.stat(path).st_mode
+            if mode is not None and not stat.S_ISREG(mode):
+                raise NotRegularFileError(exc.errno, f"is not a regular file ({describe_mode(mode)})",
+                                          str(path)) from None
         raise
     try:
         info = os.fstat(fd)
@@ -63,10 +72,11 @@ def describe_mode(mode: int) -> str:
     return "not a plain file"
 
 
-def read_regular_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
+def read_regular_bytes(path: str | os.PathLike, limit: int | None = None, *,
+                       follow_symlinks: bool = True) -> bytes:
     """The bytes of a regular file; NotRegularFileError when over `limit` bytes (checked from
     the file's size before anything is read, and again while reading: a file may grow)."""
-    with open_regular(path, "rb") as fh:
+    with open_regular(path, "rb", follow_symlinks=follow_symlinks) as fh:
         size = os.fstat(fh.fileno()).st_size
         if limit is not None and size > limit:
             raise NotRegularFileError(0, f"is {size} bytes, over the {limit}-byte limit", str(path))

@@ -2,7 +2,8 @@
 
 A PNG states its size in its first bytes and can claim 100,000 x 100,000 pixels in a few
 kilobytes (rows of zeros compress a thousandfold): decoding it takes gigabytes. So a grid is
-read only if it is a regular file (a FIFO would block the reader), at most MAX_PICTURE_BYTES
+read only if it is a regular file (a FIFO would block the reader; a symbolic link could point a
+shared report at a private picture elsewhere on the disk), at most MAX_PICTURE_BYTES
 long, a PNG, and at most MAX_PICTURE_PIXELS by its header, checked before any pixel is decoded.
 Anything else is skipped with a note for the reader instead of an error.
 """
@@ -63,7 +64,8 @@ def read_png(path: str | os.PathLike) -> bytes:
     path = Path(path)
     label = _label(path)
     try:
-        data = read_regular_bytes(path, MAX_PICTURE_BYTES)
+        # gan-zoo writes grids by renaming a new file into place, never as links.
+        data = read_regular_bytes(path, MAX_PICTURE_BYTES, follow_symlinks=False)
     except OSError as exc:
         raise PictureSkipped(f"skipped {label}: {exc.strerror or exc}") from None
     _header(data, label)

@@ -376,6 +376,24 @@ def test_fifos_in_the_run_do_not_hang_the_report(tmp_path):
     assert len(embedded_images((tmp_path / "r.html").read_text())) == 1  # the older grid's strip
 
 
+def test_linked_grids_are_not_embedded(tmp_path):
+    """A downloaded run whose grids are links to a picture elsewhere (~/private.png) must not
+    put that picture into a report the user may share: gan-zoo never writes grids as links."""
+    private = tmp_path / "private.png"
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(private)
+    run = make_run(tmp_path / "run")
+    grids = [run / "samples.png", *sorted((run / "samples").glob("step-*.png"))]
+    for grid in grids:
+        grid.unlink()
+        grid.symlink_to(private)
+    report = collect(run)
+    for grid in grids:
+        assert any(grid.name in note and "symbolic link" in note for note in report.notes), (
+            grid, report.notes)
+    html = build_report([run], tmp_path / "r.html").read_text()
+    assert [im.size for im in embedded_images(html) if im.size[0] < 100] == []  # curves only
+
+
 def test_collect_notes_are_escaped_text(tmp_path):
     run = make_run(tmp_path / "run")
     name = "step-0000099.png"
