@@ -27,7 +27,6 @@ names (`.NAME.ganzoo-XXXXXXXX.tmp`) of files a run writes, never a user's `.some
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -271,9 +270,6 @@ class RunDir:
         path, reason = self.metrics_path, exc.strerror or str(exc)
         if isinstance(exc, NotRegularFileError):
             reason = f"it {exc.strerror}"
-        # A non-blocking open for writing of a FIFO that no one reads fails with ENXIO.
-        elif exc.errno == errno.ENXIO and path.exists() and not _is_regular(path):
-            reason = f"it is not a regular file ({describe_mode(path.stat().st_mode)})"
         return GanZooError(f"cannot {doing} {shown(str(path))}: {reason}")
 
 
