@@ -128,10 +128,14 @@ def test_live_plots_redraw_after_each_grid(tmp_path, image_folder, monkeypatch):
     # a run killed before its first checkpoint, while drawing
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "config.toml").write_text('arch = "conv32"\n')
-    litter = tmp_path / "run" / ".curves.png.abc123.tmp"
+    # a drawing cut short by the kill (gan_zoo.atomic's name), beside a user's look-alike
+    litter = tmp_path / "run" / ".curves.png.ganzoo-abc12345.tmp"
     litter.write_bytes(b"half a png")
+    users = tmp_path / "run" / ".curves.png.old.tmp"
+    users.write_bytes(b"keep me")
     _train(tmp_path, image_folder, steps=5)
     assert not litter.exists()
+    assert users.read_bytes() == b"keep me"
     # after the grids of steps 2, 4 and the last one (5); the end adds nothing new
     assert drawn == [2, 4, 5]
 

@@ -83,10 +83,6 @@ def attach(trainer: Trainer, callbacks: Callbacks) -> None:
     """CALLBACK_FACTORIES entry: live curves and sample evolution for runs that have a folder."""
     if trainer.run is None:
         return
-    # Temporary files of drawings cut short by a kill: litter that a resumed run removes.
-    for name in ("curves.png", "evolution.png"):
-        for tmp in trainer.run.path.glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
     live = LivePlots(trainer)
     callbacks.on_sample.append(live.on_sample)
     callbacks.on_step.append(live.on_step)
