@@ -169,7 +169,8 @@ class LossBalance(Schedule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.level = float(state["level"])
-        self.smoothed = state["smoothed"]
+        smoothed = state["smoothed"]  # None until the first observed step
+        self.smoothed = None if smoothed is None else float(smoothed)
         self.since_change = int(state["since_change"])
         self.changes = int(state.get("changes", 0))
 

@@ -258,3 +258,17 @@ def test_conflicting_schedules_on_the_command_line_exit_2():
                                       "--sched", "lr", "--steps", "1"])
     assert result.exit_code == 2
     assert "schedules 'ttur' and 'lr' both drive the knob 'lr_g_scale'" in result.output
+
+
+def test_loss_balance_state_must_hold_numbers():
+    """A checkpoint's loss-balance state is read as numbers when loaded, so a list or text
+    for `smoothed` fails there (one checkpoint message) and not later, mid-training."""
+    s = build("schedule", "loss-balance", {})
+    good = {"level": 1.0, "smoothed": 0.25, "since_change": 2, "changes": 1}
+    s.load_state_dict(good)
+    assert s.state_dict() == good
+    s.load_state_dict({**good, "smoothed": None})  # saved before the first observed step
+    assert s.smoothed is None
+    for bad in ([], "x", {"a": 1}):
+        with pytest.raises((TypeError, ValueError)):
+            s.load_state_dict({**good, "smoothed": bad})
