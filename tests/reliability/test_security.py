@@ -62,9 +62,9 @@ NUMPY_LOADERS = {"numpy.load"}
 # Reviewed exceptions: (file, dotted name) -> why it is safe.
 ALLOWED = {
     ("gan_zoo/evaluation/features.py", "torch.jit.load"):
-        "the FID Inception network: TorchScript is read by PyTorch's C++ loader (no Python "
-        "unpickling); the file comes from --inception-weights/GANZOO_INCEPTION_WEIGHTS or a "
-        "known location and its SHA-1 is compared with the published one",
+        "the FID Inception network, parsed from in-memory bytes whose SHA-1/SHA-256 match a "
+        "published export (evaluation.weights.read_weights, checked before this call), or a "
+        "file the user trusted with --trust-weights on the command line",
 }
 
 
