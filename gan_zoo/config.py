@@ -33,7 +33,8 @@ class TrainConfig(Options):
         0, ge=0, le=2**62, description="seed for weights, noise and data order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast precision (fp16 uses a gradient scaler; on CPU it runs but is slow: use bf16)")
+        "fp32", description="autocast precision (fp16 uses a gradient scaler; on CPU it runs "
+        "but is slow: use bf16)")
     channels_last: bool = Field(
         True, description="keep G's and D's convolution weights and activations channels-last "
         "(NHWC): faster on CPUs (oneDNN) and tensor-core GPUs; same results up to rounding")
