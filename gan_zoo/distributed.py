@@ -390,11 +390,30 @@ def end_if_broken(exit_code: int) -> None:
     """
     if _broken_exit_code is None:
         return
+    exit_now(exit_code)
+
+
+def exit_now(exit_code: int) -> None:
+    """End the process at once with its output flushed, skipping the interpreter's teardown."""
     logging.shutdown()  # what os._exit skips: log handlers and the standard streams
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(exit_code)
+
+
+def finish() -> None:
+    """Leave the process group after a run that every rank completed, together.
+
+    Every rank waits for the others first (rank 0 saves the final checkpoint and draws
+    curves after the others are done), so none tears its group down while a peer is still in
+    a collective. Only for a run that ended normally on every rank: after an error the peers
+    may be elsewhere, and shutdown() at exit handles that.
+    """
+    if _broken_exit_code is None and dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 def shutdown() -> None:
