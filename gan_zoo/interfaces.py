@@ -140,7 +140,11 @@ class Loss(Component):
 
 @dataclass
 class TrainState:
-    """What a schedule can read: progress and the latest step statistics."""
+    """What a schedule can read: progress and the latest step statistics.
+
+    ``step`` is the 0-based index of the step about to run (in ``values``) or the number of
+    steps done (in ``observe``); ``total_steps`` is the run's length.
+    """
 
     step: int
     total_steps: int
@@ -148,8 +152,12 @@ class TrainState:
 
     @property
     def progress(self) -> float:
-        """Fraction of training done, in [0, 1]."""
-        return min(1.0, self.step / max(1, self.total_steps))
+        """Where ``step`` lies in the run, in [0, 1]: step / (total_steps - 1), so the first
+        step sees 0 and the last sees exactly 1 (a schedule annealing to 0 ends at 0); after
+        the last step (``observe``) it stays 1. A one-step run's only step is its last: 1."""
+        if self.total_steps <= 1:
+            return 1.0
+        return min(1.0, max(0.0, self.step / (self.total_steps - 1)))
 
 
 class Schedule(Component):

@@ -19,7 +19,9 @@ from .test_training_step import TINY, tiny_data
 
 
 def at(schedule, step: int, total: int = 90) -> dict[str, float]:
-    return schedule.values(TrainState(step, total))
+    """The values at progress step / total: in a run of total + 1 steps, the first (step 0)
+    sees progress 0 and the last (step total) sees 1."""
+    return schedule.values(TrainState(step, total + 1))
 
 
 def trainer(tmp_path, **cfg):
@@ -27,6 +29,49 @@ def trainer(tmp_path, **cfg):
     if "options" in cfg:
         values["options"] = {**TINY, **cfg["options"]}
     return api.prepare_training(values, out=tmp_path / "run", data=tiny_data())
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@pytest.mark.parametrize("total", [2, 3, 7, 90, 1000])
+def test_progress_is_0_at_the_first_step_and_1_at_the_last(total):
+    seen = [TrainState(step, total).progress for step in range(total)]
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert seen == sorted(seen) and len(set(seen)) == total  # rising, one value per step
+    assert TrainState(total, total).progress == 1.0  # what observe() sees after the last step
+
+
+def test_progress_of_a_one_step_run_is_1():
+    """Its only step is the last: a schedule's final value is what it trains with."""
+    assert TrainState(0, 1).progress == 1.0
+    assert TrainState(1, 1).progress == 1.0
+    assert TrainState(0, 0).progress == 1.0
+
+
+def _knob_rows(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "knob.noise_std_real" in r]
+
+
+@pytest.mark.parametrize(("shape", "decay"), [("staircase", "linear"), ("linear", "cosine"),
+                                              ("cosine", "linear")])
+def test_annealing_ends_at_its_final_value_on_the_last_step_of_a_run(tmp_path, shape, decay):
+    """Issue 15: the last step saw progress (total - 1) / total, so noise annealed to 0 ended
+    above 0 and a learning-rate decay above its final factor."""
+    res = api.train({"arch": "conv32", "batch_size": 8, "steps": 5, "log_every": 1,
+                     "schedules": ["noise-anneal", "lr"],
+                     "options": {**TINY, "noise-anneal": {"shape": shape, "std": 0.3},
+                                 "lr": {"decay": decay, "decay_start": 0.0, "final": 0.25}}},
+                    out=tmp_path / "run", data=tiny_data())
+    rows = _knob_rows(res.run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    noise = [r["knob.noise_std_real"] for r in rows]
+    lr = [r["knob.lr_g_scale"] for r in rows]
+    assert noise[0] == pytest.approx(0.3) and noise[-1] == 0.0
+    assert noise[-2] > 0 or shape == "staircase"
+    assert lr[0] == 1.0 and lr[-1] == 0.25
+    assert noise == sorted(noise, reverse=True) and lr == sorted(lr, reverse=True)
 
 
 # --------------------------------------------------------------------------- noise-anneal
