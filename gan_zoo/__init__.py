@@ -46,6 +46,12 @@ _LAZY = {name: _interfaces for name in (
     "Schedule", "TrainState")} | {"Options": _options}
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
+
+def __dir__() -> list[str]:
+    """The public names (the lazy base classes included: `dir(gan_zoo)`, completion) and the
+    module's own globals."""
+    return sorted({*__all__, *globals()})
+
 __all__ = [
     "Architecture",
     "Augmentation",

@@ -75,8 +75,9 @@ def _command_doc(cmd: click.Command, path: list[str]) -> list[str]:
         for o in opts:
             repeat = " Repeatable." if o.multiple and "repeatable" not in (o.help or "").lower() \
                 else ""
+            required = "**Required.** " if o.required else ""  # click's help says [required]
             lines.append(f"| {_names(o)} | {_param_type(o)} | {_default(o)} | "
-                         f"{_cell(o.help or '')}{repeat} |")
+                         f"{required}{_cell(o.help or '')}{repeat} |")
         lines += ["| `-h`, `--help` | flag |  | Show the help and exit. |", ""]
     return lines
 

@@ -39,11 +39,21 @@ class UnknownComponentError(UsageError):
 class DuplicateComponentError(GanZooError):
     """Two plugins registered the same component name."""
 
-    def __init__(self, kind: str, name: str, first: str, second: str):
+    def __init__(self, kind: str, name: str, first: str, second: str,
+                 builtin: tuple[bool, bool] = (False, False)):
+        """``first`` registered the name, ``second`` tried again; ``builtin`` says which of
+        the two is one of gan-zoo's own plugins (those cannot be uninstalled or left out)."""
+        by = [f"{'the built-in' if b else 'the'} plugin {shown(p)}"
+              for p, b in zip((first, second), builtin, strict=True)]
+        if builtin[0] != builtin[1]:
+            other = shown(second if builtin[0] else first)
+            advice = (f"rename the component in the plugin {other}, or uninstall it or leave "
+                      "it out with GANZOO_PLUGINS")
+        else:
+            advice = "uninstall one of the two plugins or leave one out with GANZOO_PLUGINS"
         super().__init__(
-            f"{kind} name {name!r} is registered twice: by plugin {first!r} and by plugin "
-            f"{second!r}. Component names are global; uninstall one of the plugins or restrict "
-            "loading with GANZOO_PLUGINS."
+            f"{kind} name {shown(name)} is registered twice: by {by[0]} and by {by[1]}. "
+            f"Component names are global: {advice}."
         )
 
 

@@ -1,4 +1,4 @@
-"""The plugin hooks: one ``register_*`` hook per component kind (plugin API version 1).
+"""The plugin hooks: one ``register_*`` hook per row of kinds.KIND_TABLE (plugin API version 1).
 
 A plugin module implements any of these with ``@gan_zoo.hookimpl`` and calls ``register(cls)``
 once per component class. Plugins are found through the ``gan_zoo`` entry-point group. Each
@@ -12,6 +12,9 @@ from collections.abc import Callable
 
 import pluggy
 
+from .kinds import HOOK_KINDS as HOOK_KINDS  # hook name -> kind, from the table
+from .kinds import KIND_TABLE, Kind
+
 PROJECT = "gan_zoo"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -19,51 +22,24 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 Register = Callable[[type], None]
 
 
-@hookspec
-def register_architectures(register: Register) -> None:
-    """Register the plugin's Architecture subclasses (generator + discriminator pairs).
+def _hookspec(kind: Kind) -> Callable[..., None]:
+    """The hook that registers one kind's classes (its docstring is what docs/plugins.md and
+    `help()` show)."""
 
-    Call ``register(cls)`` once per class; users pick them with ``--arch NAME``.
-    """
+    def hook(register: Register) -> None:
+        pass
 
-
-@hookspec
-def register_losses(register: Register) -> None:
-    """Register the plugin's Loss subclasses (adversarial objectives).
-
-    Call ``register(cls)`` once per class; users pick them with ``--loss NAME``.
-    """
-
-
-@hookspec
-def register_schedules(register: Register) -> None:
-    """Register the plugin's Schedule subclasses (per-step knob settings).
-
-    Call ``register(cls)`` once per class; users pick them with ``--sched NAME``.
-    """
+    hook.__name__ = hook.__qualname__ = kind.hook
+    hook.__module__ = __name__
+    hook.__doc__ = (f"Register the plugin's {kind.base} subclasses ({kind.describes}).\n\n"
+                    f"    Call ``register(cls)`` once per class; users pick them with "
+                    f"``{kind.flag} NAME``.\n    ")
+    return hookspec(hook)
 
 
-@hookspec
-def register_augmentations(register: Register) -> None:
-    """Register the plugin's Augmentation subclasses (batch image transforms).
+# One hook per row of the kinds table: register_architectures, register_losses, ...
+for _kind in KIND_TABLE:
+    globals()[_kind.hook] = _hookspec(_kind)
+del _kind
 
-    Call ``register(cls)`` once per class; users pick them with ``--augment NAME``.
-    """
-
-
-@hookspec
-def register_metrics(register: Register) -> None:
-    """Register the plugin's Metric subclasses (quality measures).
-
-    Call ``register(cls)`` once per class; users pick them with ``--metric NAME``.
-    """
-
-
-# Hook name -> component kind it registers.
-HOOK_KINDS: dict[str, str] = {
-    "register_architectures": "arch",
-    "register_losses": "loss",
-    "register_schedules": "schedule",
-    "register_augmentations": "augment",
-    "register_metrics": "metric",
-}
+__all__ = ["HOOK_KINDS", "PROJECT", "Register", "hookimpl", "hookspec", *HOOK_KINDS]

@@ -12,10 +12,12 @@ plugins load; set but empty = built-ins only.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata as md
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -25,13 +27,14 @@ import pluggy
 from . import PLUGIN_API_VERSION, hookspecs
 from .errors import DuplicateComponentError
 from .errors import PluginWarning as PluginWarning  # re-exported: defined beside the CLI's errors
-from .interfaces import KIND_TITLES, Component
+from .interfaces import Component
+from .kinds import HOOK_KINDS, KIND_BASES, KIND_TITLES
 from .package_names import is_distribution_name, is_plugin_name, is_version
+from .registry import BUILTIN_DISTRIBUTION as BUILTIN_DISTRIBUTION  # re-exported
 from .registry import Entry, InvalidNameError, Registry, is_component_name
 from .textsafe import bare, cap, shown
 
 ENTRY_POINT_GROUP = "gan_zoo"
-BUILTIN_DISTRIBUTION = "gan-zoo"
 ENV_VAR = "GANZOO_PLUGINS"
 # The plugin API this gan-zoo implements (gan_zoo.PLUGIN_API_VERSION) and the versions whose
 # plugins it still loads. A plugin module may declare the version it was written for as a
@@ -54,6 +57,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     components: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
+    installed: bool = False  # found through an entry point (not registered in-process)
 
     @property
     def status(self) -> str:
@@ -119,17 +123,20 @@ class PluginSystem:
                 # The same distribution found twice on sys.path is harmless; another package
                 # using a taken plugin name is skipped, and said so.
                 if seen[ep.name] != (dist, ep.value):
+                    first = self.infos[ep.name]
+                    failed = (f" (which failed to load: {bare(first.error, ERROR_LIMIT)})"
+                              if first.error else "")
                     warnings.warn(
                         f"gan-zoo plugin {shown(ep.name)} of {shown(dist or ep.value)} skipped: "
                         f"the plugin name is already used by "
-                        f"{shown(seen[ep.name][0] or seen[ep.name][1])}",
+                        f"{shown(seen[ep.name][0] or seen[ep.name][1])}{failed}",
                         PluginWarning, stacklevel=2)
                 continue
             if not _allowed(ep.name, dist, wanted):
                 continue
             seen[ep.name] = (dist, ep.value)
             info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value,
-                              builtin=dist == BUILTIN_DISTRIBUTION)
+                              builtin=dist == BUILTIN_DISTRIBUTION, installed=True)
             self.infos[ep.name] = info
             try:
                 module = ep.load()
@@ -162,10 +169,13 @@ class PluginSystem:
         except Exception as exc:  # pluggy rejects hook implementations with unknown arguments
             self._fail(info, f"registration failed: {type(exc).__name__}: {exc}")
             return False
+        # Every hook the plugin implements, known before any runs: one that raises does not
+        # hide the others from `ganzoo plugins`.
+        info.hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
         unknown = self._unknown_hooks(info.name)
         if unknown:
             self.pm.unregister(name=info.name)
-            hooks = list(hookspecs.HOOK_KINDS)
+            hooks = list(HOOK_KINDS)
             parts = []
             for hook in unknown:
                 close = difflib.get_close_matches(hook, hooks, n=1)
@@ -197,7 +207,7 @@ class PluginSystem:
         collision, the plugin's own exception otherwise): the caller is a test that wants to
         know."""
         if name in self.infos:
-            raise ValueError(f"a plugin named {name!r} is already registered")
+            raise ValueError(self._taken(self.infos[name]))
         info = PluginInfo(
             name=name,
             distribution=distribution,
@@ -214,6 +224,48 @@ class PluginSystem:
             self.remove_plugin(name)
             raise
         return info
+
+    @staticmethod
+    def _taken(other: PluginInfo) -> str:
+        """Why a plugin name cannot be registered in-process: who holds it, and how it fared."""
+        if other.builtin:
+            holder = "one of gan-zoo's built-in plugins; choose another name"
+        elif other.installed:
+            holder = f"installed from {shown(other.distribution or other.module)}"
+        else:
+            holder = "registered in-process (is a registered_plugin block still open?)"
+        failed = f"; it failed to load: {bare(other.error, ERROR_LIMIT)}" if other.error else ""
+        return f"a plugin named {shown(other.name)} is already registered: {holder}{failed}"
+
+    def set_aside(self, name: str) -> Callable[[], None]:
+        """Withdraw the installed plugin ``name`` (loaded or failed) so that a test can register
+        the same plugin from source under its own name; returns the function that puts it back
+        as it was. gan_zoo.testing.registered_plugin uses it (docs/plugins.md, Testing)."""
+        info = self.infos[name]
+        if info.builtin or not info.installed:
+            raise ValueError(self._taken(info))
+        order = list(self.infos)
+        plugin = self.pm.get_plugin(name)
+        entries = self.registry.by_plugin(name)
+        failed = self.registry.failed_plugins.get(name)
+        withdrawn = {k: p for k, p in self.registry.withdrawn.items() if p == name}
+        self.remove_plugin(name)
+
+        def restore() -> None:
+            if name in self.infos:
+                raise ValueError(self._taken(self.infos[name]))
+            if plugin is not None:
+                self.pm.register(plugin, name=name)
+            for entry in entries:
+                self.registry.add(entry)
+            if failed is not None:
+                self.registry.failed_plugins[name] = failed
+            self.registry.withdrawn.update(withdrawn)
+            infos = {**self.infos, name: info}
+            self.infos = {k: infos[k] for k in sorted(infos, key=lambda k: (
+                order.index(k) if k in order else len(order)))}
+
+        return restore
 
     def remove_plugin(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)
@@ -246,33 +298,46 @@ class PluginSystem:
         plugin = self.pm.get_plugin(info.name)
         if plugin is None:
             return
-        for hook_name, kind in hookspecs.HOOK_KINDS.items():
-            impls = [i for i in getattr(self.pm.hook, hook_name).get_hookimpls()
-                     if i.plugin_name == info.name]
-            for impl in impls:
-                info.hooks.append(hook_name)
+        hooks = [(hook_name, kind, impl) for hook_name, kind in HOOK_KINDS.items()
+                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+                 if impl.plugin_name == info.name]
+        for hook_name, kind, impl in hooks:
 
-                def register(cls: type, _kind: str = kind, _hook: str = hook_name) -> None:
-                    self._add(info, _kind, cls, _hook)
+            def register(cls: type, _kind: str = kind, _hook: str = hook_name) -> None:
+                self._add(info, _kind, cls, _hook)
 
-                try:
-                    impl.function(register=register)
-                except Exception as exc:
-                    if strict:
-                        raise
-                    self.registry.remove_plugin(info.name)
-                    info.components.clear()
-                    self.pm.unregister(name=info.name)
-                    if isinstance(exc, DuplicateComponentError):
-                        self._fail(info, f"{hook_name}: {exc}")
-                    else:
-                        self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
-                    return
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                if strict:
+                    raise
+                self.registry.remove_plugin(info.name, failed=True)
+                info.components.clear()
+                self.pm.unregister(name=info.name)
+                if isinstance(exc, DuplicateComponentError):
+                    self._fail(info, f"{hook_name}: {exc}")
+                else:
+                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                self._note_withheld(info.name, hooks)
+                return
+
+    def _note_withheld(self, plugin: str, hooks: list[tuple[str, str, Any]]) -> None:
+        """Note the names a failed plugin's hooks offer (each hook called again with a register
+        that only records, its errors ignored), so that asking for one of them says that this
+        plugin failed, and why, instead of only "unknown"."""
+        for _, kind, impl in hooks:
+            def record(cls: type, _kind: str = kind) -> None:
+                name = getattr(cls, "name", None)
+                if is_component_name(name) and name not in self.registry.names(_kind):
+                    self.registry.withdrawn[_kind, name] = plugin
+
+            with contextlib.suppress(Exception):
+                impl.function(register=record)
 
     def _add(self, info: PluginInfo, kind: str, cls: type, hook_name: str) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Component)) or cls.kind != kind:
             raise TypeError(f"{hook_name} expects {KIND_TITLES[kind]} classes (subclasses of "
-                            f"gan_zoo.{_BASES[kind]}), got {cls!r}")
+                            f"gan_zoo.{KIND_BASES[kind]}), got {cls!r}")
         if not cls.name:
             raise TypeError(f"{cls.__qualname__} has no name")
         try:
@@ -282,9 +347,6 @@ class PluginSystem:
             raise TypeError(f"{cls.__qualname__}: {exc}") from None
         info.components.append((kind, cls.name))
 
-
-_BASES = {"arch": "Architecture", "loss": "Loss", "schedule": "Schedule",
-          "augment": "Augmentation", "metric": "Metric"}
 
 _SYSTEM: PluginSystem | None = None
 
@@ -326,10 +388,11 @@ def missing_component_message(record: Any, what: str = "this checkpoint") -> str
     """The message for a checkpoint component whose plugin is not available, or None when it is.
 
     ``record`` is a component_record() (or a checkpoint's ``arch`` section, which has the same
-    keys). The message names the package to install and, when the plugin is installed but
-    failed, why it failed. The record comes from a file that anyone can write: what it says is
-    shown escaped, and an install command is suggested only when its package name and version
-    follow the packaging grammars (gan_zoo.package_names)."""
+    keys). The message names the package to install or, when the plugin is installed but
+    failed, why it failed (and no install command: installing again cannot fix it). The record
+    comes from a file that anyone can write: what it says is shown escaped, and an install
+    command is suggested only when its package name and version follow the packaging grammars
+    (gan_zoo.package_names)."""
     if not isinstance(record, dict):
         return f"{what} has a malformed component record {shown(record)}"
     kind = record.get("kind", "arch")
@@ -346,15 +409,19 @@ def missing_component_message(record: Any, what: str = "this checkpoint") -> str
     plugin, distribution, version = (record.get(k) for k in ("plugin", "distribution", "version"))
     plugin = plugin if is_plugin_name(plugin) else None
     failed = system.infos.get(plugin or "")
+    needs = f"{what} needs the {title} {shown(name)}"
     if failed is not None and failed.error:
-        why = (f" Its plugin {shown(failed.name)} is installed but failed to load: "
-               f"{bare(failed.error, ERROR_LIMIT)}.")
-    elif os.environ.get(ENV_VAR) is not None and plugin and distribution != BUILTIN_DISTRIBUTION:
+        # Installing again cannot fix it: say why it failed, and suggest no pip line.
+        where = (f" (package {shown(failed.distribution)})"
+                 if failed.distribution and failed.distribution != plugin else "")
+        return (f"{needs} from the plugin {shown(failed.name)}{where}, which is installed but "
+                f"failed to load: {bare(failed.error, ERROR_LIMIT).rstrip('.')}. See `ganzoo "
+                "plugins`")
+    if os.environ.get(ENV_VAR) is not None and plugin and distribution != BUILTIN_DISTRIBUTION:
         why = f" (If it is installed, {ENV_VAR}={shown(os.environ[ENV_VAR])} may be excluding it.)"
     else:
         why = ""
     package = distribution or plugin
-    needs = f"{what} needs the {title} {shown(name)}"
     if not package:
         return f"{needs}, which no installed plugin provides.{why}"
     invalid = [f"{label} {shown(value)}" for label, value, valid in (

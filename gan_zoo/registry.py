@@ -14,12 +14,14 @@ import re
 from dataclasses import dataclass
 
 from .errors import DuplicateComponentError, UnknownComponentError
-from .interfaces import KIND_TITLES, KINDS, Component
+from .interfaces import Component
+from .kinds import KIND_TITLES, KINDS
 from .textsafe import bare, shown
 
 # Lower case, digits and hyphens (underscores tolerated), starting with a letter: names are
 # typed on command lines and used as TOML keys and file-name parts.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+BUILTIN_DISTRIBUTION = "gan-zoo"  # the distribution whose plugins are gan-zoo's own
 
 
 class InvalidNameError(ValueError):
@@ -60,6 +62,9 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         # Plugin name -> why it failed; an unknown name may be one of theirs, so say so.
         self.failed_plugins: dict[str, str] = {}
+        # (kind, name) -> the failed plugin that had registered it before failing: asking for
+        # it names that plugin and why it failed, not just "unknown".
+        self.withdrawn: dict[tuple[str, str], str] = {}
 
     def add(self, entry: Entry) -> None:
         check_name(entry.name)
@@ -70,14 +75,21 @@ class Registry:
             title = KIND_TITLES[entry.kind]
             if other.kind != entry.kind:
                 title = f"{title} (already used by the {KIND_TITLES[other.kind]})"
-            raise DuplicateComponentError(title, entry.name, other.plugin, entry.plugin)
+            raise DuplicateComponentError(title, entry.name, other.plugin, entry.plugin,
+                                          builtin=(other.distribution == BUILTIN_DISTRIBUTION,
+                                                   entry.distribution == BUILTIN_DISTRIBUTION))
         self._entries[entry.kind][entry.name] = entry
 
-    def remove_plugin(self, plugin: str) -> None:
-        """Forget everything one plugin registered (used when its hook fails half-way)."""
-        for table in self._entries.values():
+    def remove_plugin(self, plugin: str, failed: bool = False) -> None:
+        """Forget everything one plugin registered (used when its hook fails half-way); with
+        ``failed``, remember the names so that asking for one says why it is missing."""
+        for kind, table in self._entries.items():
             for name in [n for n, e in table.items() if e.plugin == plugin]:
                 del table[name]
+                if failed:
+                    self.withdrawn[kind, name] = plugin
+        if not failed:
+            self.withdrawn = {k: p for k, p in self.withdrawn.items() if p != plugin}
 
     def entry(self, kind: str, name: str) -> Entry:
         table = self._entries[kind]
@@ -88,8 +100,12 @@ class Registry:
             error = UnknownComponentError(KIND_TITLES[kind], name, known, close)
             if self.failed_plugins:
                 failed = ", ".join(bare(name) for name in sorted(self.failed_plugins))
-                error.args = (f"{error} (plugins that failed to load: {failed}; see `ganzoo "
-                              "plugins`)",)
+                owner = self.withdrawn.get((kind, name))
+                why = (f" It is provided by the plugin {shown(owner)}, which failed to load: "
+                       f"{bare(self.failed_plugins[owner]).rstrip('.')}."
+                       if owner in self.failed_plugins else "")
+                error.args = (f"{error}{why} (plugins that failed to load: {failed}; see "
+                              "`ganzoo plugins`)",)
             raise error
         return table[name]
 

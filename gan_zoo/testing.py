@@ -46,6 +46,7 @@ from .interfaces import (
     Schedule,
     TrainState,
 )
+from .kinds import HOOK_KINDS, KIND_TABLE
 from .knobs import KNOBS, check_knob_owners
 from .options import Options, validate_options
 from .plugins import PluginInfo, get_registry, plugin_system
@@ -84,7 +85,7 @@ def plugin_of(*classes: type[Component]) -> object:
     for cls in classes:
         by_kind.setdefault(cls.kind, []).append(cls)
     hooks: dict[str, Callable[..., None]] = {}
-    for hook_name, kind in hookspecs.HOOK_KINDS.items():
+    for hook_name, kind in HOOK_KINDS.items():
         if kind in by_kind:
 
             def impl(register: Callable[[type], None], _classes=tuple(by_kind[kind])) -> None:
@@ -105,17 +106,27 @@ def registered_plugin(
     of them) in the process-wide registry for the duration of the block.
 
     Inside, its components work by name everywhere: ``api.train``, the CLI through click's
-    CliRunner, ``ganzoo list``. A name collision or a failing hook raises at once."""
+    CliRunner, ``ganzoo list``. A name collision or a failing hook raises at once. An installed
+    third-party plugin of the same name (the package under test, after ``pip install -e``) is
+    set aside for the block and put back after it."""
     if isinstance(plugin, type) and issubclass(plugin, Component):
         plugin = plugin_of(plugin)
     elif isinstance(plugin, list | tuple):
         plugin = plugin_of(*plugin)
     system = plugin_system()
-    info = system.add_plugin(plugin, name, distribution, version)
+    held = system.infos.get(name)
+    # The same package pip-installed (loaded or failed) is set aside for the block, so a
+    # plugin's own tests run unchanged from a checkout and after `pip install -e`.
+    restore = system.set_aside(name) if held is not None and held.installed else None
     try:
-        yield info
+        info = system.add_plugin(plugin, name, distribution, version)
+        try:
+            yield info
+        finally:
+            system.remove_plugin(name)
     finally:
-        system.remove_plugin(name)
+        if restore is not None:
+            restore()
 
 
 def _fixture() -> Any:
@@ -164,13 +175,16 @@ def check_component(kind_or_cls: str | type[Component], name: str | None = None,
     """Run every contract that applies to a component: its options, then its kind's checks."""
     cls = _resolve(kind_or_cls, name)
     check_options(cls)
-    checks: dict[str, Callable[..., None]] = {
-        "arch": check_architecture, "loss": check_loss, "schedule": check_schedule,
-        "augment": check_augmentation, "metric": check_metric,
-    }
+    checks = _kind_checks()
     if cls.kind not in checks:
         raise _fail(cls, f"kind {cls.kind!r} is not one of {', '.join(KINDS)}")
     checks[cls.kind](cls, options)
+
+
+def _kind_checks() -> dict[str, Callable[..., None]]:
+    """Kind -> its contract check, check_<title> (check_architecture, ...): one per row of the
+    kinds table (a new row without its check fails here and in tests/test_registry.py)."""
+    return {kind.name: globals()[f"check_{kind.title}"] for kind in KIND_TABLE}
 
 
 def _build(cls: type[Component], options: dict[str, Any] | None) -> Component:

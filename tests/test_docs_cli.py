@@ -43,3 +43,30 @@ def test_check_mode_reports_staleness(tmp_path, capsys):
 
 def test_table_cells_escape_pipes_and_join_lines():
     assert docgen._cell("a | b\n   c") == "a \\| b c"
+
+
+def test_required_options_say_so_in_the_reference():
+    """`sample --out` has no default: the reference must say it is required (issue 15)."""
+    text = docgen.render()
+    row = next(line for line in text.split("## `ganzoo sample`")[1].splitlines()
+               if line.startswith("| `--out`"))
+    assert "**Required.**" in row
+    ctx = click.Context(cli, info_name="ganzoo")
+    for name in cli.list_commands(ctx):
+        cmd = cli.get_command(ctx, name)
+        for p in cmd.params:
+            if isinstance(p, click.Option) and p.required:
+                lines = text.split(f"## `ganzoo {name}`")[1].splitlines()
+                assert any(line.startswith(f"| {docgen._names(p)} ") and "**Required.**" in line
+                           for line in lines), (name, p.name)
+
+
+def test_docs_index_lists_each_page_once():
+    index = (docgen.DOC.parent / "README.md").read_text(encoding="utf-8")
+    import re
+
+    pages = re.findall(r"^\| \[([\w.-]+\.md)\]", index, flags=re.M)
+    assert pages and len(pages) == len(set(pages)), pages
+    listed = set(pages) | {"README.md"}
+    on_disk = {p.name for p in docgen.DOC.parent.glob("*.md")}
+    assert on_disk <= listed, sorted(on_disk - listed)
