@@ -21,8 +21,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 import gan_zoo
-from gan_zoo.interfaces import Augmentation
-from gan_zoo.options import Options
+from gan_zoo import Augmentation, Options
 
 
 def _uniform(n: int, low: float, high: float, like: Tensor) -> Tensor:

@@ -20,17 +20,15 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gan_zoo
-from gan_zoo.interfaces import Architecture, Discriminator, Generator
-from gan_zoo.options import Options
+from gan_zoo import Architecture, Discriminator, Generator, Options
+
+_WIDTH_HELP = ("channel multiplier: G's last feature map and D's first conv have this many "
+               "channels; each scale doubles it (capped at max_channels)")
 
 
 class ConvOptions(Options):
     latent_dim: int = Field(128, ge=1, le=4096, description="size of the latent vector z")
-    width: int = Field(
-        64, ge=4, le=1024,
-        description="channel multiplier: G's last feature map and D's first conv have this many "
-        "channels; each scale doubles it (capped at max_channels)",
-    )
+    width: int = Field(64, ge=4, le=1024, description=_WIDTH_HELP)
     max_channels: int = Field(512, ge=8, le=4096, description="cap on channels of any layer")
     g_block: Literal["transpose", "upsample"] = Field(
         "transpose", description="G upsampling: strided transposed conv (DCGAN, face seed) or "
@@ -178,37 +176,61 @@ class _ConvArchitecture(Architecture):
 DEFAULT_WIDTH = {32: 64, 64: 32, 128: 32}
 
 
-def _make(res: int) -> type[_ConvArchitecture]:
-    class _Opts(ConvOptions):
-        width: int = Field(
-            DEFAULT_WIDTH[res], ge=4, le=1024,
-            description="channel multiplier: G's last feature map and D's first conv have this many "
-            "channels; each scale doubles it (capped at max_channels)",
-        )
+class _SizedConvOptions(ConvOptions):
+    """ConvOptions for one image side: g_start and d_end must divide it by a power of two."""
 
-        @field_validator("g_start", "d_end")
-        @classmethod
-        def _sides(cls, value: int, info: ValidationInfo) -> int:
-            _check_pow2(value, res, info.field_name or "side")
-            return value
+    _side: ClassVar[int] = 0
 
-    _Opts.__name__ = f"Conv{res}Options"
-    _Opts.__doc__ = f"Options of conv{res}."
-    cls = type(
-        f"Conv{res}",
-        (_ConvArchitecture,),
-        {
-            "__doc__": f"DCGAN-family GAN at {res}x{res} (transposed-conv G, strided-conv D).",
-            "name": f"conv{res}",
-            "_resolution": res,
-            "Options": _Opts,
-            "__module__": __name__,
-        },
-    )
-    return cls
+    @field_validator("g_start", "d_end")
+    @classmethod
+    def _sides(cls, value: int, info: ValidationInfo) -> int:
+        _check_pow2(value, cls._side, info.field_name or "side")
+        return value
 
 
-Conv32, Conv64, Conv128 = _make(32), _make(64), _make(128)
+class Conv32Options(_SizedConvOptions):
+    """Options of conv32."""
+
+    _side: ClassVar[int] = 32
+    width: int = Field(DEFAULT_WIDTH[32], ge=4, le=1024, description=_WIDTH_HELP)
+
+
+class Conv64Options(_SizedConvOptions):
+    """Options of conv64."""
+
+    _side: ClassVar[int] = 64
+    width: int = Field(DEFAULT_WIDTH[64], ge=4, le=1024, description=_WIDTH_HELP)
+
+
+class Conv128Options(_SizedConvOptions):
+    """Options of conv128."""
+
+    _side: ClassVar[int] = 128
+    width: int = Field(DEFAULT_WIDTH[128], ge=4, le=1024, description=_WIDTH_HELP)
+
+
+class Conv32(_ConvArchitecture):
+    """DCGAN-family GAN at 32x32 (transposed-conv G, strided-conv D)."""
+
+    name = "conv32"
+    _resolution = 32
+    Options = Conv32Options
+
+
+class Conv64(_ConvArchitecture):
+    """DCGAN-family GAN at 64x64 (transposed-conv G, strided-conv D)."""
+
+    name = "conv64"
+    _resolution = 64
+    Options = Conv64Options
+
+
+class Conv128(_ConvArchitecture):
+    """DCGAN-family GAN at 128x128 (transposed-conv G, strided-conv D)."""
+
+    name = "conv128"
+    _resolution = 128
+    Options = Conv128Options
 
 
 @gan_zoo.hookimpl

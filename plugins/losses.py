@@ -14,8 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import gan_zoo
-from gan_zoo.interfaces import Loss
-from gan_zoo.options import Options
+from gan_zoo import Loss, Options
 
 
 class BCELoss(Loss):

@@ -12,9 +12,8 @@ from typing import Literal
 from pydantic import Field
 
 import gan_zoo
-from gan_zoo.evaluation import EvalContext, distances
-from gan_zoo.interfaces import Metric
-from gan_zoo.options import Options
+from gan_zoo import Metric, Options
+from gan_zoo.evaluation import EvalContext, distances  # public for metric authors (docs/evaluation.md)
 
 
 class SampleOptions(Options):

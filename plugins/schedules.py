@@ -14,8 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 import gan_zoo
-from gan_zoo.interfaces import Schedule, TrainState
-from gan_zoo.options import Options
+from gan_zoo import Options, Schedule, TrainState
 
 # --------------------------------------------------------------------------- noise-anneal
 

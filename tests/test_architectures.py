@@ -71,3 +71,24 @@ def test_bad_options_are_one_message_naming_the_option(bad):
     with pytest.raises(UsageError) as info:
         build("arch", "conv32", bad)
     assert f"conv32.{next(iter(bad))}" in str(info.value)
+
+
+@pytest.mark.parametrize("res", [32, 64, 128])
+def test_each_architecture_is_a_class_statement_with_its_own_options(res):
+    """`grep "class Conv64"` finds the architecture and its options (they were made with
+    type(), which neither grep nor inspect could find); each keeps its side's default width
+    and checks g_start/d_end against its own side."""
+    import inspect
+
+    from gan_zoo_plugins import conv
+
+    from gan_zoo.plugins import get_registry
+
+    cls = get_registry().get("arch", f"conv{res}")
+    assert cls is getattr(conv, f"Conv{res}") and cls().resolution == res
+    assert inspect.getsource(cls).startswith(f"class Conv{res}(")
+    assert inspect.getsource(cls.Options).startswith(f"class Conv{res}Options(")
+    assert cls.Options().width == conv.DEFAULT_WIDTH[res]
+    assert cls.Options(g_start=res // 2).g_start == res // 2
+    with pytest.raises(UsageError, match=f"g_start must be {res} divided by a power of two"):
+        build("arch", f"conv{res}", {"g_start": res})
