@@ -1,13 +1,13 @@
-"""Reading and writing the small TOML files gan-zoo uses (configs): tomllib reads, a tiny
-writer covers what configs hold (scalars, lists of scalars, one level of nested tables)."""
+"""Reading and writing the small TOML files gan-zoo uses (configs): tomllib reads (with a size
+cap and regular files only), tomli-w writes."""
 
 from __future__ import annotations
 
-import json
-import math
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from .errors import UsageError
 from .regular_files import NotRegularFileError, read_regular_bytes
@@ -46,53 +46,21 @@ def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         raise UsageError(f"{what} {name} is nested too deeply") from None
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        # JSON string escapes are valid TOML; DEL is the one control character JSON leaves raw.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+def _without_none(value: Any) -> Any:
+    """TOML has no null: a key set to None is left out (it reads back as its default); None
+    inside a list has no TOML form at all."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in value.items()) + "}"
-    raise UsageError(f"the value {value!r} cannot be stored in a TOML config")
-
-
-def _key(key: str) -> str:
-    bare = key.isascii() and key.replace("_", "").replace("-", "").isalnum()  # TOML bare keys
-    return key if bare else _scalar(key)
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        if any(v is None for v in value):
+            raise UsageError(f"the value {shown(value)} cannot be stored in a TOML config")
+        return [_without_none(v) for v in value]
+    return value
 
 
 def dumps_toml(data: dict[str, Any]) -> str:
-    """Scalars first, then one [table] per nested dict (nested dicts in them as dotted tables)."""
-    lines: list[str] = []
-    tables: list[tuple[str, dict]] = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            tables.append((_key(key), value))
-        else:
-            lines.append(f"{_key(key)} = {_scalar(value)}")
-    while tables:
-        prefix, table = tables.pop(0)
-        sub = []
-        lines.append(f"\n[{prefix}]")
-        for key, value in table.items():
-            if value is None:
-                continue
-            if isinstance(value, dict):
-                sub.append((f"{prefix}.{_key(key)}", value))
-            else:
-                lines.append(f"{_key(key)} = {_scalar(value)}")
-        tables[:0] = sub
-    return "\n".join(lines) + "\n"
+    """TOML text of `data` (tomli-w writes it); keys whose value is None are left out."""
+    try:
+        return tomli_w.dumps(_without_none(data))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"cannot store this config as TOML: {cap(escape(str(exc)), QUOTE_LIMIT)}") from None
