@@ -383,7 +383,10 @@ def test_a_2gb_sparse_checkpoint_is_refused_without_reading_it(source, tmp_path)
             "except c.CheckpointError as e: print(e)")
     peak, message = _peak_rss_mb(code)
     assert "damaged or truncated" in message, message
-    assert peak < 1024, f"peak RSS {peak:.0f} MB: the file was read"
+    # Against the import alone (its size depends on the installed versions): reading the file
+    # would add 2 GB.
+    base, _ = _peak_rss_mb("from gan_zoo import checkpoint as c")
+    assert peak - base < 512, f"peak RSS {peak:.0f} MB vs {base:.0f} MB: the file was read"
 
 
 def test_a_huge_width_is_refused_before_the_model_is_allocated(source, tmp_path):
@@ -396,7 +399,8 @@ def test_a_huge_width_is_refused_before_the_model_is_allocated(source, tmp_path)
     peak, message = _peak_rss_mb(code)
     assert "cannot load its 'conv32' generator: tensor 'G_ema.dense.weight' has shape (256, 128) " \
         "float32, expected shape (65536, 4096) float32" in message, message
-    assert peak < 1500, f"peak RSS {peak:.0f} MB: the 1.7 GB model was built"
+    base, _ = _peak_rss_mb("from gan_zoo import api, errors")
+    assert peak - base < 700, f"peak RSS {peak:.0f} MB vs {base:.0f} MB: the 1.7 GB model was built"
 
 
 def test_the_size_limit_is_checked_from_the_header(source, monkeypatch):
