@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from .config import TrainConfig
-from .errors import UsageError
+from .errors import CheckpointError, PluginWarning, UsageError
 from .interfaces import Architecture, Augmentation, Component, Loss, Schedule
+from .kinds import KIND_TITLES
 from .knobs import check_knob_owners
 from .options import validate_options
-from .plugins import get_registry
+from .plugins import get_registry, missing_component_message, version_mismatch_message
 
 
 def build(kind: str, name: str, options: dict[str, Any] | None = None) -> Component:
     """One component by kind and name, its options validated against its model."""
     cls = get_registry().get(kind, name)
     return cls(validate_options(cls.Options, options or {}, name))
+
+
+def build_recorded(kind: str, record: dict[str, Any], what: str = "this checkpoint") -> Component:
+    """The component a checkpoint records (name, options, and the plugin, package and version
+    that wrote it). The values are the file's, not the user's, so each problem is a
+    CheckpointError: a plugin that is not available names the package to install, another
+    version of it is a warning (the weights may still load), invalid options are the file's."""
+    missing = missing_component_message({**record, "kind": kind}, what)
+    if missing:
+        raise CheckpointError(missing)
+    mismatch = version_mismatch_message(record, get_registry().entry(kind, record["name"]))
+    if mismatch:  # escaped: the file is a stranger's; stacklevel: the caller of our caller
+        warnings.warn(mismatch, PluginWarning, stacklevel=3)
+    try:
+        return build(kind, record["name"], record.get("options"))
+    except UsageError as exc:
+        raise CheckpointError(
+            f"the checkpoint's {KIND_TITLES[kind]} options are invalid: {exc}") from None
 
 
 @dataclass

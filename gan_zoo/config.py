@@ -8,8 +8,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from .errors import UsageError
-from .options import Options
-from .textsafe import escape, shown
+from .options import Options, explain_validation
+from .textsafe import shown
 from .tomlio import dumps_toml, read_toml
 
 
@@ -128,16 +128,8 @@ def make_config(values: dict[str, Any], source: str = "configuration") -> TrainC
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = escape(".".join(str(p) for p in err["loc"]) or "config")
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown key '{loc}'")
-            elif not err["loc"]:  # a whole-config check: its input is every value, not worth echoing
-                problems.append(err["msg"].removeprefix("Value error, "))
-            else:
-                problems.append(f"{loc}: {err['msg']} (got {shown(err.get('input'))})")
-        raise UsageError(f"invalid {source}: " + "; ".join(problems)) from None
+        problems = explain_validation(exc, lambda key: f"unknown key '{key}'")
+        raise UsageError(f"invalid {source}: {problems}") from None
 
 
 def load_config_file(path: str | Path, what: str = "config file") -> dict[str, Any]:

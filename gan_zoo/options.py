@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
@@ -122,16 +123,28 @@ def validate_options(model: type[Options], values: dict[str, Any], owner: str) -
     try:
         return model(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = escape(".".join(str(p) for p in err["loc"]))
-            if err["type"] == "extra_forbidden":
-                known = ", ".join(model.model_fields) or "none"
-                problems.append(f"{owner}.{loc}: unknown option (known options: {known})")
-            else:
-                where = f"{owner}.{loc}" if loc else owner
-                problems.append(f"{where}: {err['msg']} (got {shown(err.get('input'))})")
-        raise UsageError("invalid option " + "; ".join(problems)) from None
+        known = ", ".join(model.model_fields) or "none"
+        raise UsageError("invalid option " + explain_validation(
+            exc, lambda key: f"{key}: unknown option (known options: {known})", escape(owner),
+        )) from None
+
+
+def explain_validation(exc: ValidationError, unknown: Callable[[str], str], owner: str = "") -> str:
+    """pydantic's report as one line (options and configs alike): each problem names its key
+    (`owner.key`) and what was given, shown escaped and capped since it may come from a file;
+    `unknown(key)` phrases an unknown key; a whole-model check gives just its reason."""
+    problems = []
+    for err in exc.errors():
+        loc = escape(".".join(str(p) for p in err["loc"]))
+        where = ".".join(part for part in (owner, loc) if part)
+        if err["type"] == "extra_forbidden":
+            problems.append(unknown(where))
+        elif not loc:  # its input is every value, not worth echoing
+            reason = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{owner}: {reason}" if owner else reason)
+        else:
+            problems.append(f"{where}: {err['msg']} (got {shown(err.get('input'))})")
+    return "; ".join(problems)
 
 
 def describe_options(model: type[Options]) -> list[dict[str, Any]]:

@@ -460,3 +460,73 @@ def test_accepted_option_values_survive_config_toml_unchanged(data):
     assert json.loads(json.dumps(first.model_dump(mode="json"))) == first.model_dump(mode="json")
     if isinstance(value, bool) and not isinstance(getattr(first, field), bool):
         raise AssertionError(f"{name}.{field} took {value!r} as {getattr(first, field)!r}")
+
+
+_TOML_TEXT = st.text(max_size=8) | st.sampled_from(['"', "'", "\\", "\x7f", "\x00", "a\nb", "é", "[x]"])
+_TOML_LEAF = (st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+              | _TOML_TEXT.filter(lambda s: not any("\ud800" <= c <= "\udfff" for c in s)))
+_TOML_TREE = st.recursive(
+    _TOML_LEAF | st.none(),
+    lambda inner: st.lists(inner.filter(lambda v: v is not None), max_size=3)
+    | st.dictionaries(_TOML_TEXT, inner, max_size=3),
+    max_leaves=8)
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return [_drop_none(v) for v in value] if isinstance(value, list) else value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_TOML_TEXT, _TOML_TREE, max_size=4))
+def test_config_toml_writer_round_trips_and_leaves_out_none(values):
+    """dumps_toml (tomli-w) writes any nesting of keys and values a config may hold, quotes and
+    control characters included, and tomllib reads back the same values; TOML has no null, so
+    a key set to None is left out at any depth (it reads back as its default)."""
+    from gan_zoo.tomlio import dumps_toml
+
+    assert tomllib.loads(dumps_toml(values)) == _drop_none(values)
+
+
+def test_config_toml_writer_refuses_what_toml_cannot_hold():
+    from gan_zoo.errors import UsageError
+    from gan_zoo.tomlio import dumps_toml
+
+    for bad in ({"schedules": ["a", None]}, {"options": {"x": {"y": object()}}}, {"k": {1, 2}}):
+        with pytest.raises(UsageError, match="TOML"):
+            dumps_toml(bad)
+
+
+def test_options_and_config_report_problems_the_same_way():
+    """One formatter (options.explain_validation) for component options and the config: a
+    key's problem names it and what was given (escaped); a whole-model check gives its
+    reason, named by its component, without echoing every value."""
+    from gan_zoo_plugins.schedules import LossBalanceOptions
+
+    from gan_zoo.errors import UsageError
+    from gan_zoo.options import validate_options
+
+    with pytest.raises(UsageError) as info:
+        validate_options(LossBalanceOptions, {"min_steps": 4, "max_steps": 2}, "loss-balance")
+    assert str(info.value) == "invalid option loss-balance: min_steps (4) exceeds max_steps (2)"
+    with pytest.raises(UsageError) as info:
+        make_config({"steps": 3, "epochs": 1.0})
+    assert str(info.value) == "invalid configuration: give steps or epochs, not both"
+    with pytest.raises(UsageError) as info:
+        validate_options(LossBalanceOptions, {"band": "\x1b[2J", "nope\x07": 1}, "loss\x1b")
+    message = str(info.value)
+    assert "\x1b" not in message and "\x07" not in message
+    assert "loss\\x1b.band: " in message and "(got '\\x1b[2J')" in message
+    assert "loss\\x1b.nope\\x07: unknown option (known options: " in message
+
+
+def test_checkpoint_with_invalid_architecture_options(tmp_path, runs):
+    """Options read from a checkpoint are the file's, not the user's: a CheckpointError (exit
+    1) that says so, values escaped (assembly.build_recorded)."""
+    tensors, meta = ckpt.load(RunDir(runs / "a").step_checkpoint(2))
+    bad = {**meta["arch"], "options": {**meta["arch"]["options"], "width": "\x1b[2J"}}
+    ckpt.save(tmp_path / "bad.safetensors", tensors, {**meta, "arch": bad})
+    code, out = invoke("sample", str(tmp_path / "bad.safetensors"), "--out", str(tmp_path / "b.png"))
+    assert code == 1 and "the checkpoint's architecture options are invalid: invalid option " \
+        "conv32.width: " in out and "\x1b" not in out, out
