@@ -21,19 +21,13 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from . import distributed, restore, sample_output
-from .assembly import build, build_components
+from .assembly import build, build_components, build_recorded
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
 from .errors import CheckpointError, GanZooWarning, UsageError
 from .evaluation import during_training as eval_during_training
 from .interfaces import Generator
-from .options import validate_options
-from .plugins import (
-    PluginWarning,
-    get_registry,
-    missing_component_message,
-    version_mismatch_message,
-)
+from .plugins import missing_component_message
 from .rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
 from .textsafe import shown
 from .tomlio import read_toml
@@ -187,27 +181,13 @@ def load_checkpoint(target: str | os.PathLike, which: str = "latest"
     return tensors, meta, path
 
 
-def _arch_for(meta: dict[str, Any]):
-    arch = meta["arch"]
-    registry = get_registry()
-    missing = missing_component_message({**arch, "kind": "arch"})
-    if missing:
-        raise CheckpointError(missing)
-    describe_checkpoint_plugins(meta)
-    cls = registry.get("arch", arch["name"])
-    try:
-        return cls(validate_options(cls.Options, arch["options"], arch["name"]))
-    except UsageError as exc:  # the file's options, not the user's: a checkpoint problem
-        raise CheckpointError(f"the checkpoint's architecture options are invalid: {exc}") from None
-
-
 def load_generator(
     target: str | os.PathLike, which: str = "latest", device: str | torch.device = "cpu",
     ema: bool = True,
 ) -> tuple[Generator, dict[str, Any]]:
     """The generator of a checkpoint (its EMA weights when saved and ema=True), in eval mode."""
     tensors, meta, path = load_checkpoint(target, which)
-    arch = _arch_for(meta)
+    arch = build_recorded("arch", meta["arch"])  # not installed / another version / bad options
     prefix = "G_ema" if ema and meta.get("has_ema") else "G"
     # Shapes, dtypes and finiteness checked against the model built without memory first.
     generator = restore.build_generator(
@@ -229,14 +209,3 @@ def save_images(images: Tensor, out: str | os.PathLike, nrow: int | None = None)
     (at exactly that path), a name without suffix a new folder of numbered PNGs (an existing
     folder must be empty); see gan_zoo.sample_output."""
     return sample_output.write_samples([images], len(images), out, nrow)
-
-
-def describe_checkpoint_plugins(meta: dict[str, Any]) -> None:
-    """Warn when a checkpoint was written with another version of its architecture's package
-    (the weights may still load; if they do not, the message says which version to install)."""
-    entry = get_registry().entry("arch", meta["arch"]["name"])
-    mismatch = version_mismatch_message(meta["arch"], entry)  # escaped: the file is a stranger's
-    if mismatch:
-        warnings.warn(mismatch, PluginWarning, stacklevel=3)
-
-
