@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,9 +398,3 @@ def gather(images: np.ndarray, indices: torch.Tensor) -> torch.Tensor:
     rows = np.empty((len(idx),) + images.shape[1:], np.uint8)
     rows[order] = images[idx[order]]
     return torch.from_numpy(rows)
-
-
-def iterate_batches(array: ImageArray, batch_size: int) -> Iterator[torch.Tensor]:
-    """Every image once, in order, as uint8 (B, R, R, 3) batches (for evaluation)."""
-    for s in range(0, len(array), batch_size):
-        yield torch.from_numpy(np.ascontiguousarray(array.images[s : s + batch_size]))
