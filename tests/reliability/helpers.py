@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -86,3 +87,21 @@ def cli_env() -> dict[str, str]:
 def ganzoo(*args: str, **kw: Any) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gan_zoo", *args], env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@contextlib.contextmanager
+def no_hang(seconds: float = 30) -> Iterator[None]:
+    """Fail (instead of waiting forever) when the block hangs, e.g. opening a FIFO or decoding
+    without end: the alarm interrupts a blocked system call in this, the main, thread. A bound
+    on a hang, not a speed test: it is far above any normal duration."""
+
+    def hung(signum, frame):
+        raise AssertionError(f"hung for {seconds} s (blocked on a FIFO?)")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

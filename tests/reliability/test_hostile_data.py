@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from PIL import Image
 from gan_zoo.cli import cli
 from gan_zoo.data import MAX_PIXELS, load_folder, load_image
 
-from .helpers import TINY_ARGS
+from .helpers import TINY_ARGS, no_hang
 
 RES = 32
 
@@ -145,10 +144,8 @@ def _load(path: Path) -> np.ndarray:
 def test_bad_file_is_rejected_by_the_decoder(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(_bad_files()[name])
-    start = time.perf_counter()
-    with pytest.raises(Exception):  # noqa: B017 -- any decode error; the loader skips it
+    with no_hang(), pytest.raises(Exception):  # noqa: B017 -- any decode error; it is skipped
         _load(path)
-    assert time.perf_counter() - start < 2  # bombs are refused from the header, not decoded
 
 
 def test_pixel_limit_is_what_refuses_the_bomb(tmp_path):
@@ -339,15 +336,12 @@ def test_sixteen_bit_8000px_png_decodes_without_float_copies(tmp_path):
     assert path.stat().st_size < 200_000
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         arr = _load(path)
-        elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert arr.shape == (RES, RES, 3) and int(arr.max()) == 0
     assert peak < 16 * 2**20, f"{peak >> 20} MiB of numpy arrays"
-    assert elapsed < 5
 
 
 def test_decode_memory_limit_is_checked_from_the_header(tmp_path, monkeypatch):
@@ -359,10 +353,12 @@ def test_decode_memory_limit_is_checked_from_the_header(tmp_path, monkeypatch):
     assert MAX_PIXELS * 4 <= data_mod.MAX_DECODE_BYTES
     path = _sixteen_bit_8000(tmp_path / "big16.png")
     monkeypatch.setattr(data_mod, "MAX_DECODE_BYTES", 100 * 2**20)  # < 8000*8000*2
-    start = time.perf_counter()
+    def decoded(self, *args, **kwargs):
+        raise AssertionError("pixels were decoded before the size was checked")
+
+    monkeypatch.setattr(Image.Image, "load", decoded)  # refused from the header alone
     with pytest.raises(ValueError, match="122 MiB, over the 100 MiB limit"):
         _load(path)
-    assert time.perf_counter() - start < 1  # refused from the header, nothing decoded
 
 
 def test_large_photo_is_reduced_like_a_full_lanczos_resize(tmp_path):
@@ -418,9 +414,8 @@ def test_mutated_images_are_decoded_or_skipped_quickly(tmp_path_factory, data):
             raw[at:at] = raw[at : at + 64] * 8
     path = tmp_path_factory.mktemp("mut") / f"m.{kind.removesuffix('16')}"
     path.write_bytes(bytes(raw))
-    start = time.perf_counter()
-    out = _try_load(path, RES)
-    assert time.perf_counter() - start < 3
+    with no_hang():
+        out = _try_load(path, RES)
     assert out is None or (out.shape == (RES, RES, 3) and out.dtype == np.uint8)
 
 

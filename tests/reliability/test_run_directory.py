@@ -10,14 +10,11 @@ hang fails the test instead of stopping the suite.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +25,7 @@ from gan_zoo.rundir import RunDir
 from gan_zoo.trainer import Callbacks
 
 from ..conftest import write_images
-from .helpers import REPO, TINY_ARGS, cli_env, tiny_config, tiny_data
+from .helpers import REPO, TINY_ARGS, cli_env, no_hang, tiny_config, tiny_data
 from .test_hostile_config import invoke
 
 TIMEOUT = 120  # seconds for a subprocess; only reached when something hangs
@@ -53,23 +50,6 @@ def no_training(monkeypatch, tiny_loader):
         raise AssertionError("the run was accepted and training started")
 
     monkeypatch.setattr("gan_zoo.trainer.Trainer.train", refuse)
-
-
-@contextlib.contextmanager
-def no_hang(seconds: float = 30) -> Iterator[None]:
-    """Fail (instead of waiting forever) when the block blocks, e.g. opening a FIFO: the alarm
-    interrupts the blocked system call in this, the main, thread."""
-
-    def hung(signum, frame):
-        raise AssertionError(f"hung for {seconds} s (blocked on a FIFO?)")
-
-    old = signal.signal(signal.SIGALRM, hung)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="module")
