@@ -7,10 +7,15 @@ Names load on first use: ``weights`` (the offline weights lookup) needs no PyTor
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
+from numbers import Integral, Real
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import GanZooError
 from ..lazy import lazy_attributes
+from ..textsafe import shown
 from .weights import MODES, MissingWeightsError, find_weights
 
 if TYPE_CHECKING:
@@ -60,9 +65,49 @@ def build_metric(name: str, options: dict[str, Any] | None = None) -> Metric:
     return build("metric", name, options)  # type: ignore[return-value]
 
 
-def evaluate(metrics: list[Metric], context: EvalContext) -> dict[str, float]:
-    """Every metric on one context (sharing features), merged into one record."""
-    out: dict[str, float] = {}
+def evaluate(metrics: list[Metric], context: EvalContext, taken: Iterable[str] = ()
+             ) -> dict[str, float]:
+    """Every metric on one context (sharing features), merged into one record.
+
+    Each metric is prepared first, so missing weights fail before any sample is made. A
+    metric is plugin code: what it raises, a result without its headline value, a value that
+    is not a number or a key another metric (or ``taken``: the caller's record) already uses
+    is one GanZooError naming the metric, never a traceback or a silently overwritten number."""
     for metric in metrics:
-        out.update(metric.evaluate(context))
+        with _blamed(metric, "could not prepare"):
+            metric.prepare(context)
+    out: dict[str, float] = {}
+    reserved = set(taken)
+    for metric in metrics:
+        with _blamed(metric, "failed"):
+            values = metric.evaluate(context)
+        out.update(_checked(metric, values, reserved | set(out)))
+    return out
+
+
+@contextlib.contextmanager
+def _blamed(metric: Metric, what: str) -> Iterator[None]:
+    try:
+        yield
+    except GanZooError:
+        raise
+    except Exception as exc:
+        raise GanZooError(f"metric {shown(metric.name)} {what}: {type(exc).__name__}: "
+                          f"{shown(str(exc))}") from None
+
+
+def _checked(metric: Metric, values: Any, taken: set[str]) -> dict[str, float]:
+    name = metric.name
+    if not isinstance(values, dict) or name not in values:
+        raise GanZooError(f"metric {shown(name)} returned no value under its name "
+                          f"(got {shown(values)})")
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, Real):
+            raise GanZooError(f"metric {shown(name)} returned {shown(key)}: {shown(value)}, "
+                              "not a number")
+        if key in taken:
+            raise GanZooError(f"metric {shown(name)} returned {shown(key)}, a key already in "
+                              "the record (a metric's extras are prefixed with its name)")
+        out[key] = int(value) if isinstance(value, Integral) else float(value)  # JSON-ready
     return out

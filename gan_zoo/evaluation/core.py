@@ -233,6 +233,14 @@ class EvalContext:
         self.generator = generator
         self._fake.clear()
 
+    def extractors_used(self) -> list[FeatureExtractor]:
+        """The extractors loaded so far (a command reports which Inception file it used)."""
+        return list(self._extractors.values())
+
+    def reference_cached(self) -> bool:
+        """Whether every reference (and sample-folder) feature set came from the disk cache."""
+        return all(s.cached for s in self._real.values())
+
     def extractor(self, name: str, mode: str = "clean", weights: str | None = None
                   ) -> FeatureExtractor:
         key = (name, mode, weights)
