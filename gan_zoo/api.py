@@ -22,6 +22,7 @@ from torch import Tensor
 from . import checkpoint as ckpt
 from . import distributed, restore, sample_output
 from .assembly import build, build_components, build_recorded
+from .callbacks import Callbacks, Progress, progress_callback
 from .config import TrainConfig, make_config
 from .data import ImageArray, load_dataset
 from .errors import CheckpointError, GanZooWarning, UsageError
@@ -31,7 +32,7 @@ from .plugins import missing_component_message
 from .rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
 from .textsafe import shown
 from .tomlio import read_toml
-from .trainer import Callbacks, Trainer
+from .trainer import Trainer
 from .visual import live as live_plots
 from .visual import tensorboard as tensorboard_log
 
@@ -135,7 +136,7 @@ def prepare_training(
     if dist.is_main:  # rank 0 alone writes (and locks) the run directory
         run.create(new=resume is None)
     trainer = Trainer(cfg, components, data, run if dist.is_main else None, callbacks)
-    trainer.notify = log
+    trainer.callbacks.on_message.append(lambda _, message: log(message))
     if loaded is not None:
         trainer.load_state(*loaded)
     if not dist.is_main:
@@ -156,12 +157,16 @@ def prepare_training(
 def train(
     config: TrainConfig | dict[str, Any] | None = None,
     *,
-    progress: Callable[[int, int, dict[str, float], float], None] | None = None,
+    progress: Progress | None = None,
     **kwargs: Any,
 ) -> TrainResult:
-    """Train (or resume, with resume=RUN_DIR) and return where the run was written."""
+    """Train (or resume, with resume=RUN_DIR) and return where the run was written.
+    `progress(step, total_steps, stats, seconds)` is called after every step (an on_step
+    callback; `img_per_s` is in stats on logged steps)."""
     trainer = prepare_training(config, **kwargs)
-    summary = trainer.train(progress)
+    if progress is not None:
+        trainer.callbacks.on_step.append(progress_callback(progress))
+    summary = trainer.train()
     return TrainResult(trainer.run.path if trainer.run else None, summary["step"],
                        summary["total_steps"], summary["stopped"], summary["seconds"],
                        summary["last"], trainer)

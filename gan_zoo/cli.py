@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -10,19 +11,25 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, kinds
 from .errors import GanZooError, install_warning_format
 from .kinds import KIND_TITLES, KINDS
 from .textsafe import bare, escape, message_block
 
 
 # Modules that import PyTorch (seconds) are imported inside the commands that need them, so
-# a `ganzoo fid` that cannot find its weights answers at once; these three commands live in
+# a `ganzoo fid` that cannot find its weights answers at once; these commands live in
 # their own modules and are loaded when named.
 def _fid_command() -> click.Command:
     from .fid_command import fid
 
     return fid
+
+
+def _eval_command() -> click.Command:
+    from .eval_command import eval_command
+
+    return eval_command
 
 
 def _recipes_command() -> click.Command:
@@ -37,12 +44,10 @@ def _report_command() -> click.Command:
     return report_command
 
 
-LAZY_COMMANDS = {"fid": _fid_command, "recipes": _recipes_command, "report": _report_command}
+LAZY_COMMANDS = {"eval": _eval_command, "fid": _fid_command, "recipes": _recipes_command,
+                 "report": _report_command}
 
-KIND_ALIASES = {**{k: k for k in KINDS}, **{v: k for k, v in KIND_TITLES.items()},
-                **{v + "s": k for k, v in KIND_TITLES.items()}, "archs": "arch",
-                "schedules": "schedule", "sched": "schedule", "augments": "augment",
-                "augmentations": "augment", "losses": "loss"}
+KIND_ALIASES = kinds.KIND_ALIASES  # every name `ganzoo list` accepts for a kind, from the table
 
 
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -122,6 +127,7 @@ def cli() -> None:
 # ---------------------------------------------------------------------------- train
 
 def _progress_printer(quiet: bool):
+    """A rich progress bar and the on_step callback that moves it (None, None when quiet)."""
     if quiet:
         return None, None
     from rich.progress import (
@@ -141,8 +147,9 @@ def _progress_printer(quiet: bool):
     )
     task = None
 
-    def update(step: int, total: int, stats: dict[str, float], elapsed: float) -> None:
+    def update(trainer: Any, stats: dict[str, float]) -> None:
         nonlocal task
+        step, total = trainer.step, trainer.total_steps
         if task is None:
             task = prog.add_task("train", total=total, completed=step - 1, rate="", losses="")
         fields = {}
@@ -248,7 +255,7 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     else:
         trainer = api.prepare_training(values, out=out, log=echo, trust_weights=trust_weights)
     if trainer.run is None:  # a rank other than 0 of a distributed run: rank 0 reports
-        stopped = trainer.train(None)["stopped"]
+        stopped = trainer.train()["stopped"]
         distributed.finish()
         # Such a rank has written nothing but its output; the interpreter's teardown of gloo
         # and DDP state after a finished run aborted it with SIGABRT ("terminate called
@@ -264,10 +271,9 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         echo(f"distributed: {trainer.dist.world_size} processes ({trainer.dist.backend}), "
              f"{trainer.sampler.local_batch} images per process per step")
     if prog is not None:
-        with prog:
-            summary = trainer.train(update)
-    else:
-        summary = trainer.train(None)
+        trainer.callbacks.on_step.append(update)
+    with prog if prog is not None else contextlib.nullcontext():
+        summary = trainer.train()
     distributed.finish()  # every rank leaves the process group together
     if summary["stopped"] in ("SIGINT", "SIGTERM"):
         echo(f"stopped by {summary['stopped']} at step {summary['step']}; checkpoint saved. "

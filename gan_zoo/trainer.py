@@ -1,53 +1,47 @@
 """The training loop: one readable file from batch to checkpoint.
 
-Per generator step (defaults): draw z, compute the fake batch once; update D once on a real
-and a fake pass with the fake detached; update G through D with D's parameters frozen (so no
-gradient ever accumulates in D's weights); update the EMA copy of G. Schedules set the knobs
-(instance noise, D updates per step, learning-rate factors, augmentation probability) before
-each step and see its statistics after.
+Per generator step (defaults): draw z, compute the fake batch once; update D in the passes its
+mode lists (D_PASSES) with the fake detached; update G through D with D's parameters frozen (so
+no gradient ever accumulates in D's weights); update the EMA copy of G (ema.py); check losses,
+weights and optimizer moments (nonfinite.py). Schedules set the knobs (instance noise, D updates
+per step, learning-rate factors, augmentation probability) before each step and see its
+statistics after. Code around the loop watches it through Callbacks (callbacks.py); what a
+checkpoint holds is packed by checkpoint_state.py and checked on the way back by restore.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from . import __version__, distributed, restore
 from . import checkpoint as ckpt
+from . import checkpoint_state, distributed, restore
 from .assembly import Components
+from .callbacks import Callbacks
 from .config import TrainConfig
 from .data import EpochSampler, ImageArray, gather
-from .errors import CheckpointError, GanZooError, GanZooWarning, UsageError
+from .ema import EMA
+from .errors import CheckpointError, GanZooWarning, UsageError
 from .images import from_uint8, save_grid
 from .interfaces import TrainState
 from .knobs import default_knobs
-from .plugins import component_record, get_registry, plugin_versions
+from .nonfinite import NonFiniteError, NonFiniteGuard, check_checkpoint
 from .rundir import RunDir
 from .textsafe import shown
 
+__all__ = ["Callbacks", "D_PASSES", "DPass", "NonFiniteError", "Trainer", "d_output_stats",
+           "resolve_device", "total_steps"]
+
 DEFAULT_STEPS = 1500
-EMA_NORM_BATCHES = 8  # batches of 64 that measure the EMA generator's batch-norm statistics
-
-
-class NonFiniteError(GanZooError):
-    """A loss or weight became NaN or infinite; ``detail`` says which and at which step."""
-
-    HINT = "try a lower learning rate, --loss hinge, r1_gamma, spectral norm or on_nonfinite=rollback"
-
-    def __init__(self, detail: str, hint: bool = True):
-        self.detail = detail
-        super().__init__(f"{detail}; training stopped ({self.HINT})" if hint else detail)
 
 
 @torch.no_grad()
@@ -80,14 +74,30 @@ def total_steps(config: TrainConfig, n_images: int) -> int:
     return DEFAULT_STEPS
 
 
-@dataclass
-class Callbacks:
-    """Hooks for code around the loop (evaluation, plots, progress display)."""
+@dataclass(frozen=True)
+class DPass:
+    """One optimizer step of D: the images it sees and the regularizers that go with them (R1
+    on real images, the loss's penalty, e.g. wgan-gp, where fakes are seen)."""
 
-    on_step: list[Callable[[Trainer, dict[str, float]], None]] = field(default_factory=list)
-    on_sample: list[Callable[[Trainer, Any], None]] = field(default_factory=list)
-    on_checkpoint: list[Callable[[Trainer, Any], None]] = field(default_factory=list)
-    on_end: list[Callable[[Trainer], None]] = field(default_factory=list)
+    real: bool
+    fake: bool
+    joint: bool = False  # real and fake images in one forward (one batch-norm batch)
+
+    @property
+    def r1(self) -> bool:
+        return self.real
+
+    @property
+    def penalty(self) -> bool:
+        return self.fake
+
+
+D_PASSES = {  # config.d_update -> D's passes per D update
+    "separate": (DPass(real=True, fake=True),),  # a real and a fake forward (classic DCGAN)
+    "joint": (DPass(real=True, fake=True, joint=True),),  # one mixed batch (the face seed's)
+    # Keras-style: a real-only update, then a fake-only update (face seed's model 2).
+    "alternating": (DPass(real=True, fake=False), DPass(real=False, fake=True)),
+}
 
 
 def _match_layouts(opt: torch.optim.Optimizer) -> None:
@@ -111,9 +121,8 @@ class Trainer:
     ):
         self.config, self.c, self.data, self.run = config, components, data, run
         self.callbacks = callbacks or Callbacks()
-        self.device = resolve_device(config.device)
         self.dist = distributed.setup()  # single-process unless started by torchrun
-        self.device = self.dist.device_for(self.device)
+        self.device = self.dist.device_for(resolve_device(config.device))
         if config.precision == "fp16" and self.device.type == "cpu":
             # It runs (tests/test_fp16.py trains it on CPU), but CPUs without fp16 arithmetic
             # emulate it: 68x slower than fp32 (conv32, width 64, batch 64, AVX-512 CPU).
@@ -126,6 +135,8 @@ class Trainer:
         self.total_steps = total_steps(config, len(data))
         self.step = 0
         self.stop_reason: str | None = None
+        self._stop_signal: int | None = None
+        self.started = time.perf_counter()  # set again when train() starts
 
         torch.manual_seed(config.seed)
         # Channels-last: oneDNN (CPU) and tensor cores (GPU) run NHWC convolutions without the
@@ -139,9 +150,8 @@ class Trainer:
         self.D = self.dist.prepare(self.D, config.sync_bn, self.device)
         self.G_train = self.dist.wrap(self.G, self.device)
         self.D_train = self.dist.wrap(self.D, self.device)
-        self._pending_nonfinite: NonFiniteError | None = None
-        self.G_ema = self._make_ema() if config.ema_decay > 0 else None
-        self._ema_norm_step = -1  # step at which G_ema's batch-norm statistics were last measured
+        self.ema = EMA(self.G, config.ema_decay, config.seed, self.device) \
+            if config.ema_decay > 0 else None
         # Fused Adam: one pass over each parameter instead of one per arithmetic operation.
         fused = self.device.type in ("cpu", "cuda")
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g,
@@ -172,51 +182,26 @@ class Trainer:
         # joint batch too and uses the fake half.
         self.g_step_joint = config.d_update == "joint" and any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
-        self._stop_signal: int | None = None
-        # Non-finite guard: rollbacks lower both learning rates by lr_factor (saved in
-        # checkpoints); _good_state is an in-memory copy of the last checkpoint to return to.
+        # Non-finite guard: rollbacks lower both learning rates by lr_factor (both are saved
+        # in checkpoints and restored).
+        self.guard = NonFiniteGuard(self.dist, {"G": self.G, "D": self.D},
+                                    {"opt_g": self.opt_g, "opt_d": self.opt_d})
         self.lr_factor = 1.0
         self.rollbacks = 0
-        self.notify: Callable[[str], None] = lambda message: None
-        self._good_state: tuple[dict[str, Tensor], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ pieces
-    def _make_ema(self) -> nn.Module:
-        ema = copy.deepcopy(self.G).eval()
-        ema.requires_grad_(False)
-        return ema
+    @property
+    def G_ema(self) -> nn.Module | None:
+        return self.ema.module if self.ema is not None else None
 
     def sampling_generator(self) -> nn.Module:
         """The weights used for samples and evaluation: the EMA copy when on."""
-        if self.G_ema is None:
-            return self.G
-        self._recalibrate_ema_norm()
-        return self.G_ema
+        return self.G if self.ema is None else self.ema.calibrated(self.step)
 
-    @torch.no_grad()
-    def _recalibrate_ema_norm(self) -> None:
-        """Give the EMA copy batch-norm statistics of its own weights.
-
-        The copy takes G's running statistics each step, but those were measured on G's current
-        weights, not on the averaged ones; with a fast-moving G the mismatch shifts every sample
-        the same way (one hue for the whole grid). A few forward passes on fixed noise fix it.
-        Own RNG and no optimizer state touched, so training stays bit-identical.
-        """
-        norms = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms or self._ema_norm_step == self.step:
-            return
-        saved = [(m.momentum, m.training) for m in norms]
-        rng = torch.Generator().manual_seed(self.config.seed + 2)
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-            m.train()
-        for _ in range(EMA_NORM_BATCHES):
-            self.G_ema(self.G_ema.sample_latent(64, generator=rng).to(self.device))
-        for m, (momentum, training) in zip(norms, saved, strict=True):
-            m.momentum = momentum
-            m.train(training)
-        self._ema_norm_step = self.step
+    def notify(self, message: str) -> None:
+        """Tell the user something (a rollback, a resume note): the on_message callbacks."""
+        for cb in self.callbacks.on_message:
+            cb(self, message)
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -243,120 +228,109 @@ class Trainer:
             x = x + std * torch.randn_like(x)
         return x
 
-    def _set_lrs(self) -> None:
-        for group in self.opt_g.param_groups:
-            group["lr"] = self.config.lr_g * self.knobs["lr_g_scale"] * self.lr_factor
-        for group in self.opt_d.param_groups:
-            group["lr"] = self.config.lr_d * self.knobs["lr_d_scale"] * self.lr_factor
-
-    def _check_finite(self, **values: Tensor) -> None:
-        for name, value in values.items():
-            if not torch.isfinite(value).all():
-                error = NonFiniteError(
-                    f"{name} became {value.item() if value.numel() == 1 else 'non-finite'} at "
-                    f"step {self.step + 1}")
-                if not self.dist.active:
-                    raise error
-                # Losses are per rank: raising here alone would leave the other ranks waiting
-                # in this step's all-reduce. Every rank decides together in _check_weights.
-                self._pending_nonfinite = self._pending_nonfinite or error
-
-    def _state_to_check(self) -> list[tuple[str, Tensor]]:
-        """Weights, float buffers and optimizer moments of G and D, by checkpoint name."""
-        out = []
-        for prefix, module in (("G", self.G), ("D", self.D)):
-            out += [(f"{prefix}.{k}", v) for k, v in module.state_dict().items()
-                    if v.is_floating_point()]
-        for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            for i, state in enumerate(opt.state.values()):
-                out += [(f"{prefix}.{i}.{k}", v) for k, v in state.items()
-                        if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0]
-        return out
-
-    def _check_weights(self) -> None:
-        """An update can make weights or Adam's moments NaN/inf while every loss was finite (a
-        huge gradient squared overflows); check them all after each step, one sync in total."""
-        named = self._state_to_check()
-        # A sum is NaN/inf when any element is: one pass per tensor where isfinite() takes five
-        # (16 -> 2 ms per conv64 step). Finite values that overflow the sum (|x| ~ 1e32) only
-        # trigger the exact per-element test, which decides.
-        all_ok = bool(torch.isfinite(torch.stack([t.sum() for _, t in named])).all())
-        if not all_ok:
-            ok = torch.stack([torch.isfinite(t).all() for _, t in named])
-            all_ok = bool(ok.all())
-        pending, self._pending_nonfinite = self._pending_nonfinite, None
-        # Distributed: one decision for every rank (buffers and losses are per rank).
-        if self.dist.any_flag(not all_ok or pending is not None):
-            if pending is not None:
-                raise pending
-            if all_ok:
-                raise NonFiniteError(
-                    f"a loss or weight became non-finite on another rank at step {self.step + 1}")
-            name = named[int((~ok).nonzero()[0])][0]
-            what = "optimizer state" if name.startswith("opt_") else "weight"
-            raise NonFiniteError(f"{what} {name} became non-finite at step {self.step + 1}")
+    def _set_knobs(self) -> tuple[int, int]:
+        """This step's knobs from the schedules, applied to the learning rates; returns the
+        number of D updates and the images each of them uses."""
+        state = TrainState(self.step, self.total_steps, dict(self.last_stats))
+        self.knobs = default_knobs()
+        for schedule in self.c.schedules:
+            self.knobs.update({k: float(v) for k, v in schedule.values(state).items()})
+        if self.c.schedules:  # every rank must take the same number of D steps (no deadlock)
+            self.knobs = self.dist.same_knobs(self.knobs)
+        for opt, lr, scale in ((self.opt_g, self.config.lr_g, "lr_g_scale"),
+                               (self.opt_d, self.config.lr_d, "lr_d_scale")):
+            for group in opt.param_groups:
+                group["lr"] = lr * self.knobs[scale] * self.lr_factor
+        batch = self.sampler.local_batch  # this rank's share of the global batch_size
+        frac = min(1.0, max(self.knobs["d_batch_fraction"], 1.0 / batch))
+        return max(1, int(round(self.knobs["d_steps"]))), max(1, int(round(batch * frac)))
 
     # ------------------------------------------------------------------ one step
-    def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        """One D update: one optimizer step per pass (see _d_pass) over what the mode shows D.
+    def train_step(self) -> dict[str, float]:
+        """One generator step: knobs, D update(s), G update, EMA, the non-finite check."""
+        G = self.G
+        d_steps, n_d = self._set_knobs()
+        real = self.real_batch()
+        z = G.sample_latent(self.sampler.local_batch, device=self.device)
+        with self._autocast():
+            fake = self.G_train(z)  # computed once; reused (detached) by D and (attached) by G
+        for k in range(d_steps):
+            if k == 0:
+                d_real, d_fake = real[:n_d], fake.detach()[:n_d]
+            else:  # further D updates on new images
+                d_real = self.real_batch(n_d)
+                with torch.no_grad(), self._autocast():
+                    d_fake = G(G.sample_latent(n_d, device=self.device))
+            out = self.d_update(d_real, d_fake)
+        loss_g = self.g_update(real, fake)
+        if self.ema is not None:
+            self.ema.update(G, self.step)
+        self.guard.check_state(self.step + 1)
 
-        joint: one pass over real and fake images in one batch; separate: one pass with a real
-        and a fake forward (classic DCGAN example); alternating: Keras-style, a real-only pass
-        then a fake-only pass (face seed's model 2).
-        """
+        stats = {
+            "loss_d": out["loss_d"].item(),
+            "loss_g": loss_g.item(),
+            **d_output_stats(out["real_logits"], out["fake_logits"],
+                             self.c.loss.decision_threshold()),
+            "d_steps": float(d_steps),
+        }
+        stats = self.dist.mean_stats(stats)  # schedules read the same numbers on every rank
+        self.step += 1
+        for schedule in self.c.schedules:
+            schedule.observe(TrainState(self.step, self.total_steps, stats), stats)
+        self.last_stats = stats
+        return stats
+
+    def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """One D update: one optimizer step per pass of the mode (D_PASSES; see _d_pass)."""
         real_in = self._d_input(real, "real", augment_fake=False)
         fake_in = self._d_input(fake, "fake", augment_fake=True)
-        passes = ("real", "fake") if self.config.d_update == "alternating" else ("both",)
         losses, logits = [], {}
-        for sees in passes:
-            loss, seen = self._d_pass(real_in, fake_in, sees)
+        for p in D_PASSES[self.config.d_update]:
+            loss, seen = self._d_pass(p, real_in, fake_in)
             losses.append(loss)
             logits.update(seen)
         return {"loss_d": sum(losses[1:], losses[0]), **logits}
 
-    def _d_pass(self, real_in: Tensor, fake_in: Tensor, sees: str
+    def _d_pass(self, p: DPass, real_in: Tensor, fake_in: Tensor
                 ) -> tuple[Tensor, dict[str, Tensor]]:
-        """One optimizer step of D on the images `sees` names: "both", "real" or "fake".
-
-        Forward, the regularizers that go with those images (R1 with real ones, the loss's
-        penalty, e.g. wgan-gp, with fakes), the non-finite check, then one scaled backward, one
-        step and one scaler update: GradScaler refuses a second step before update().
-        """
+        """Forward, the pass's regularizers, the non-finite check, then one scaled backward, one
+        step and one scaler update: GradScaler refuses a second step before update()."""
         # D's logits come through the DDP wrapper (gradients averaged over ranks); penalties and
         # R1 call the plain D, whose extra uses of the weights add to the same gradients.
         loss_fn, cfg, D = self.c.loss, self.config, self.D_train
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
-            if sees == "both" and cfg.d_update == "joint":
+            if p.joint:
                 both = D(torch.cat([real_in, fake_in])).float()
                 logits = {"real_logits": both[: len(real_in)], "fake_logits": both[len(real_in):]}
             else:
                 logits = {}
-                if sees != "fake":
+                if p.real:
                     logits["real_logits"] = D(real_in).float()
-                if sees != "real":
+                if p.fake:
                     logits["fake_logits"] = D(fake_in).float()
-            if sees == "both":
+            if p.real and p.fake:
                 loss = loss_fn.discriminator_loss(logits["real_logits"], logits["fake_logits"],
                                                   cfg.real_label)
-            elif sees == "real":
+            elif p.real:
                 loss = loss_fn.real_loss(logits["real_logits"], cfg.real_label)
             else:
                 loss = loss_fn.fake_loss(logits["fake_logits"])
-            if sees != "real":
+            if p.penalty:
                 # The penalty mixes real and fake images: one dtype for both (under autocast G's
                 # fakes are bf16/fp16, real images float32).
                 penalty = loss_fn.penalty(self.D, real_in, fake_in.to(real_in.dtype))
                 if penalty is not None:
                     loss = loss + penalty
         unregularized = loss
-        if sees != "fake" and cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+        if p.r1 and cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
             loss = loss + self._r1(real_in) * cfg.r1_every
         # fp16: R1 differentiates a scaled output (_r1); when that overflows, R1 is inf and the
         # scaler skips this step and lowers its scale. Not a divergence: R1 goes unchecked then,
         # and unlogged (stats stay finite).
         fp16 = self.scaler.is_enabled()
-        self._check_finite(loss_d=(unregularized if fp16 else loss).detach())
+        self.guard.check_losses(self.step + 1, loss_d=(unregularized if fp16 else loss).detach())
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt_d)
         self.scaler.update()
@@ -381,34 +355,10 @@ class Trainer:
             (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
         return self.config.r1_gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
 
-    def train_step(self) -> dict[str, float]:
-        G, D = self.G, self.D
-        state = TrainState(self.step, self.total_steps, dict(self.last_stats))
-        self.knobs = default_knobs()
-        for schedule in self.c.schedules:
-            self.knobs.update({k: float(v) for k, v in schedule.values(state).items()})
-        if self.c.schedules:  # every rank must take the same number of D steps (no deadlock)
-            self.knobs = self.dist.same_knobs(self.knobs)
-        self._set_lrs()
-        d_steps = max(1, int(round(self.knobs["d_steps"])))
-        batch = self.sampler.local_batch  # this rank's share of the global batch_size
-        frac = min(1.0, max(self.knobs["d_batch_fraction"], 1.0 / batch))
-        n_d = max(1, int(round(batch * frac)))
-
-        real = self.real_batch()
-        z = G.sample_latent(batch, device=self.device)
-        with self._autocast():
-            fake = self.G_train(z)  # computed once; reused (detached) by D and (attached) by G
-        for k in range(d_steps):
-            if k == 0:
-                d_real, d_fake = real[:n_d], fake.detach()[:n_d]
-            else:
-                d_real = self.real_batch(n_d)
-                with torch.no_grad(), self._autocast():
-                    d_fake = G(G.sample_latent(n_d, device=self.device))
-            out = self.d_update(d_real, d_fake)
-
-        # Generator update: D frozen so its weights get no gradient, D's outputs still do.
+    def g_update(self, real: Tensor, fake: Tensor) -> Tensor:
+        """The generator's step through D, frozen so its weights get no gradient (its outputs
+        still do); returns G's loss."""
+        D = self.D
         D.requires_grad_(False)
         try:
             with self._autocast():
@@ -419,41 +369,14 @@ class Trainer:
                 else:
                     g_logits = D(fake_in).float()
                 loss_g = self.c.loss.generator_loss(g_logits)
-            self._check_finite(loss_g=loss_g.detach())
+            self.guard.check_losses(self.step + 1, loss_g=loss_g.detach())
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler.scale(loss_g).backward()
             self.scaler.step(self.opt_g)
             self.scaler.update()
         finally:
             D.requires_grad_(True)
-        self._update_ema()
-        self._check_weights()
-
-        stats = {
-            "loss_d": out["loss_d"].item(),
-            "loss_g": loss_g.item(),
-            **d_output_stats(out["real_logits"], out["fake_logits"],
-                             self.c.loss.decision_threshold()),
-            "d_steps": float(d_steps),
-        }
-        stats = self.dist.mean_stats(stats)  # schedules read the same numbers on every rank
-        self.step += 1
-        for schedule in self.c.schedules:
-            schedule.observe(TrainState(self.step, self.total_steps, stats), stats)
-        self.last_stats = stats
-        return stats
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.G_ema is None:
-            return
-        # Warm-up: average over the steps so far until the nominal horizon is reached, so early
-        # random weights do not linger in short runs.
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            b_ema.copy_(b)
+        return loss_g
 
     # ------------------------------------------------------------------ samples and checkpoints
     @torch.no_grad()
@@ -477,65 +400,15 @@ class Trainer:
             cb(self, path)
 
     def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        tensors: dict[str, Tensor] = {}
-        if self.G_ema is not None:
-            self._recalibrate_ema_norm()  # the saved EMA generator samples as it did in training
-        for prefix, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            if module is not None:
-                for k, v in module.state_dict().items():
-                    tensors[f"{prefix}.{k}"] = v
-        og, groups_g = ckpt.flatten_optimizer(self.opt_g, "opt_g")
-        od, groups_d = ckpt.flatten_optimizer(self.opt_d, "opt_d")
-        tensors.update(og)
-        tensors.update(od)
-        sampler = self.sampler.state_dict()
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.sampler"] = sampler.pop("rng")
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        tensors["fixed_z"] = self.fixed_z
-        entry = get_registry().entry("arch", self.c.arch.name)
-        meta = {
-            "gan_zoo_version": __version__,
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "config": self.config.model_dump(mode="json"),
-            "arch": {
-                "name": self.c.arch.name,
-                "options": self.c.arch.options.model_dump(mode="json"),
-                "plugin": entry.plugin,
-                "distribution": entry.distribution,
-                "version": entry.version,
-                "resolution": self.c.arch.resolution,
-            },
-            "plugins": plugin_versions(),
-            # Who provides every component in use, so a resume without the plugin names it.
-            "components": [component_record(kind, c.name) for kind, group in (
-                ("loss", [self.c.loss]), ("schedule", self.c.schedules),
-                ("augment", self.c.augments)) for c in group],
-            "has_ema": self.G_ema is not None,
-            "sampler": sampler,
-            "opt_g_groups": groups_g,
-            "opt_d_groups": groups_d,
-            "schedules": {s.name: s.state_dict() for s in self.c.schedules},
-            "last_stats": self.last_stats,
-            "lr_factor": self.lr_factor,
-            "rollbacks": self.rollbacks,
-            "world_size": self.dist.world_size,
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "created": time.time(),
-        }
-        return tensors, meta
+        """What a checkpoint of this moment holds (checkpoint_state.pack)."""
+        return checkpoint_state.pack(self)
 
     def save_checkpoint(self) -> None:
         self.dist.seed_rank(self.config.seed, self.step)  # what a resume from here will draw
         tensors, meta = self.state_tensors()
-        for name, t in tensors.items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise NonFiniteError(f"{name} is not finite at step {self.step}; "
-                                     "checkpoint not written")
+        check_checkpoint(tensors, self.step)
         if self.config.on_nonfinite == "rollback":
-            self._good_state = ({k: v.detach().clone() for k, v in tensors.items()}, meta)
+            self.guard.keep((tensors, meta))
         if self.run is None:
             return
         try:
@@ -549,10 +422,6 @@ class Trainer:
                 f"{self.run.path}`") from None
         for cb in self.callbacks.on_checkpoint:
             cb(self, path)
-
-    def _copy_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        tensors, meta = self.state_tensors()
-        return {k: v.detach().clone() for k, v in tensors.items()}, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Continue from a checkpoint's state. Its checksum is no signature: a stranger's file
@@ -589,26 +458,6 @@ class Trainer:
         self.last_stats = state.last_stats
         self.lr_factor, self.rollbacks, self.step = state.lr_factor, state.rollbacks, state.step
 
-    def _roll_back(self, exc: NonFiniteError) -> None:
-        """With on_nonfinite=rollback: return to the last good checkpoint with both learning
-        rates lowered, at most nonfinite_retries times; otherwise re-raise."""
-        cfg = self.config
-        if cfg.on_nonfinite != "rollback" or self._good_state is None:
-            raise exc
-        if self.rollbacks >= cfg.nonfinite_retries:
-            raise NonFiniteError(
-                f"{exc.detail}, after {self.rollbacks} rollback(s) with the learning rates "
-                f"lowered to {self.lr_factor:g}x") from None
-        rollbacks, factor = self.rollbacks + 1, self.lr_factor * cfg.nonfinite_lr_factor
-        tensors, meta = self._good_state  # copies: loading must not alias the kept state
-        self.load_state({k: v.clone() for k, v in tensors.items()}, copy.deepcopy(meta))
-        self.rollbacks, self.lr_factor = rollbacks, factor
-        self.notify(f"warning: {exc.detail}; rolled back to step {self.step} with the learning "
-                    f"rates at {factor:g}x (rollback {rollbacks} of {cfg.nonfinite_retries})")
-        if self.run is not None:
-            self.run.log({"step": self.step, "event": "rollback", "reason": exc.detail,
-                          "lr_factor": factor, "rollbacks": rollbacks})
-
     # ------------------------------------------------------------------ the loop
     def _install_signal_handlers(self) -> list:
         if threading.current_thread() is not threading.main_thread():
@@ -617,49 +466,45 @@ class Trainer:
         def handler(signum, frame):  # finish the step, save, exit cleanly
             self._stop_signal = signum
 
-        previous = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous.append((sig, signal.signal(sig, handler)))
-        return previous
+        return [(sig, signal.signal(sig, handler)) for sig in (signal.SIGINT, signal.SIGTERM)]
 
-    def train(self, progress: Callable[[int, int, dict[str, float], float], None] | None = None
-              ) -> dict[str, Any]:
+    def train(self) -> dict[str, Any]:
+        """Run to total_steps (or a stop); callbacks watch (callbacks.py)."""
         cfg, run = self.config, self.run
         previous = self._install_signal_handlers()
-        started, t_last, imgs = time.perf_counter(), time.perf_counter(), 0
+        self.started = t_last = time.perf_counter()
+        imgs = 0
         try:
             self.G.train()
             self.D.train()
-            if cfg.on_nonfinite == "rollback" and self._good_state is None:
-                self._good_state = self._copy_state()
+            if cfg.on_nonfinite == "rollback" and self.guard.good_state is None:
+                self.guard.keep(self.state_tensors())
             while self.step < self.total_steps and self.stop_reason is None:
                 try:
                     # A copy: timing added for the log must not enter last_stats, which
                     # schedules read and checkpoints keep (it would break determinism).
                     stats = dict(self.train_step())
                 except NonFiniteError as exc:
-                    self._roll_back(exc)
+                    self.guard.roll_back(self, exc)
                     continue
                 imgs += cfg.batch_size
-                now = time.perf_counter()
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    now = time.perf_counter()
                     stats["img_per_s"] = imgs / max(now - t_last, 1e-9)
                     t_last, imgs = now, 0
                     if run is not None:
                         run.log({"step": self.step, "epoch": self.sampler.epoch, **stats,
                                  **{f"knob.{k}": v for k, v in self.knobs.items()},
-                                 "time": round(now - started, 3)})
+                                 "time": round(now - self.started, 3)})
                 for cb in self.callbacks.on_step:
                     cb(self, stats)
-                if progress is not None:
-                    progress(self.step, self.total_steps, stats, now - started)
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0:
                     try:
                         self.save_checkpoint()
                     except NonFiniteError as exc:
-                        self._roll_back(exc)
+                        self.guard.roll_back(self, exc)
                         continue
                 if self._stop_signal is not None:
                     self.stop_reason = signal.Signals(self._stop_signal).name
@@ -681,4 +526,4 @@ class Trainer:
             for sig, old in previous:
                 signal.signal(sig, old)
         return {"step": self.step, "total_steps": self.total_steps, "stopped": self.stop_reason,
-                "seconds": time.perf_counter() - started, "last": self.last_stats}
+                "seconds": time.perf_counter() - self.started, "last": self.last_stats}

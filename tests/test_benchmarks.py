@@ -160,11 +160,11 @@ def test_weight_check_fast_path_is_exact(pngs: Path) -> None:
     trainer.train_step()
     with torch.no_grad():
         trainer.D.logit.weight.fill_(3e38)  # finite, but the sum overflows to inf
-    trainer._check_weights()
+    trainer.guard.check_state(trainer.step + 1)
     with torch.no_grad():
         trainer.G.dense.weight[0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match=r"weight G\.dense\.weight became non-finite"):
-        trainer._check_weights()
+        trainer.guard.check_state(trainer.step + 1)
 
 
 def test_channels_last_default_and_switch(pngs: Path) -> None:

@@ -64,10 +64,10 @@ def test_ema_update_arithmetic(tmp_path):
         for p in tr.G_ema.parameters():
             p.fill_(3.0)
     tr.step = 100  # past the warm-up: decay = min(0.5, 101 / 110) = 0.5
-    tr._update_ema()
+    tr.ema.update(tr.G, tr.step)
     assert all(torch.allclose(p, torch.full_like(p, 2.0)) for p in tr.G_ema.parameters())
     tr.step = 0  # warm-up: decay = min(0.5, 1 / 10) = 0.1 -> mostly the new weights
-    tr._update_ema()
+    tr.ema.update(tr.G, tr.step)
     assert all(torch.allclose(p, torch.full_like(p, 0.1 * 2 + 0.9 * 1)) for p in tr.G_ema.parameters())
 
 

@@ -135,3 +135,83 @@ def test_ema_follows_generator(tmp_path):
     assert not torch.equal(next(tr.G_ema.parameters()), next(tr.G.parameters()))
     off = trainer(tmp_path / "off", ema_decay=0.0)
     assert off.sampling_generator() is off.G
+
+
+# ------------------------------------------------------------------------- passes, EMA, callbacks
+@pytest.mark.parametrize("mode,expected", [
+    ("separate", ["penalty", "r1", "step"]),
+    ("joint", ["penalty", "r1", "step"]),
+    # Each pass has its own regularizers and its own optimizer step (and scaler update).
+    ("alternating", ["r1", "step", "penalty", "step"]),
+])
+def test_d_passes_take_their_own_regularizers_and_one_step_each(tmp_path, mode, expected):
+    from gan_zoo.trainer import D_PASSES
+
+    tr = trainer(tmp_path, d_update=mode, loss="wgan-gp", r1_gamma=1.0,
+                 options={"conv32": {**TINY["conv32"], "d_norm": "none"}})
+    events: list[str] = []
+    r1, penalty, step = tr._r1, tr.c.loss.penalty, tr.opt_d.step
+    tr._r1 = lambda *a: events.append("r1") or r1(*a)
+    tr.c.loss.penalty = lambda *a: events.append("penalty") or penalty(*a)
+    tr.opt_d.step = lambda *a, **k: events.append("step") or step(*a, **k)
+    tr.d_update(tr.real_batch(), tr.G(tr.G.sample_latent(8)).detach())
+    assert events == expected and events.count("step") == len(D_PASSES[mode])
+
+
+def test_messages_and_progress_reach_callbacks(tmp_path):
+    """One way to watch the loop: api.train's progress is an on_step callback, and messages for
+    the user (here a rollback warning) go to on_message, with the trainer like every callback."""
+    from gan_zoo.trainer import Callbacks
+
+    def poison(tr, stats):
+        if tr.step == 3 and not tr.rollbacks:
+            with torch.no_grad():
+                tr.G.dense.weight[0, 0] = float("nan")
+
+    messages, seen = [], []
+    callbacks = Callbacks(on_step=[poison], on_message=[lambda tr, m: messages.append((tr.step, m))])
+    result = api.train({"arch": "conv32", "batch_size": 8, "steps": 5, "options": TINY,
+                        "checkpoint_every": 2, "on_nonfinite": "rollback"},
+                       out=tmp_path / "r", data=tiny_data(), callbacks=callbacks,
+                       progress=lambda *args: seen.append(args))
+    assert result.step == 5
+    assert [m for m in messages if "rolled back to step 2" in m[1]] and messages[0][0] == 2
+    assert [s[:2] for s in seen] == [(1, 5), (2, 5), (3, 5), (3, 5), (4, 5), (5, 5)]
+    assert all("loss_d" in s[2] and s[3] >= 0 for s in seen)
+    assert callbacks.on_step[-1] is not poison  # installed after the caller's callbacks
+
+
+def test_ema_calibration_keeps_training_random_state(tmp_path):
+    """Batch-norm statistics of the EMA copy come from swa_utils.update_bn on its own noise; a
+    generator that draws global random numbers in its forward does not shift training's."""
+    from torch import nn
+    from torch.optim.swa_utils import update_bn
+
+    from gan_zoo.ema import EMA, NORM_BATCHES
+
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.norm = nn.Linear(4, 4), nn.BatchNorm1d(4)
+
+        def sample_latent(self, n, generator=None):
+            return torch.randn(n, 4, generator=generator)
+
+        def forward(self, z):
+            return self.norm(self.lin(z) + torch.randn_like(z))
+
+    torch.manual_seed(0)
+    ema = EMA(Noisy(), 0.9, seed=5, device=torch.device("cpu"))
+    before = torch.get_rng_state()
+    module = ema.calibrated(step=1)
+    assert torch.equal(torch.get_rng_state(), before) and not module.training
+    ema._norm_step = -1
+    again = ema.calibrated(step=1)  # the same noise: the same statistics
+    assert torch.equal(again.norm.running_mean, module.norm.running_mean)
+    reference = Noisy()
+    reference.load_state_dict(module.state_dict())
+    rng = torch.Generator().manual_seed(5 + 2)
+    with torch.random.fork_rng():
+        torch.set_rng_state(before)  # the forward's noise as the calibration drew it
+        update_bn([reference.sample_latent(64, rng) for _ in range(NORM_BATCHES)], reference)
+    assert torch.equal(reference.norm.running_var, module.norm.running_var)

@@ -127,7 +127,7 @@ def test_nan_weight_is_named(tmp_path):
         tr.D.logit.weight[0, 0] = 0.0
         tr.G.dense.weight[1, 1] = math.nan
     with pytest.raises(NonFiniteError, match=r"weight G\.dense\.weight became non-finite"):
-        tr._check_weights()
+        tr.guard.check_state(tr.step + 1)
 
 
 def test_non_finite_checkpoint_is_never_written(tmp_path):
