@@ -21,6 +21,7 @@ from gan_zoo.evaluation import weights as weights_mod
 from gan_zoo.interfaces import Metric
 from gan_zoo.options import Options
 from gan_zoo.plugins import plugin_system
+from gan_zoo.testing import registered_plugin
 
 
 class ScriptedOptions(Options):
@@ -162,6 +163,31 @@ def test_metric_options_need_eval_every(tmp_path: Path, image_folder: Path):
                                    "--batch-size", "8", "-o", "conv32.width=8", "--eval-every", "1",
                                    "--metric", "fdi", "--out", str(tmp_path / "r2"), "-q"])
     assert res.exit_code == 2 and "fid" in res.output  # did-you-mean
+
+
+@pytest.mark.parametrize(("junk", "needle"), [({"junk": "worse"}, "not a number"),
+                                             ({"junk": 1.0, "step": 7}, "already in the record")])
+def test_a_metric_returning_junk_during_training_is_one_message(tmp_path: Path,
+                                                               image_folder: Path, junk, needle):
+    """A plugin's metric that returns text, or a key the record has ('step'), stopped the run
+    with a traceback or overwrote the step it logged; now one message naming the metric."""
+
+    class Junk(Metric):
+        """Returns what the test asks."""
+
+        name = "junk"
+
+        def evaluate(self, context) -> dict[str, float]:
+            return junk
+
+    with registered_plugin(Junk, name="junk-metric"):
+        res = CliRunner().invoke(cli, [
+            "train", "--data", str(image_folder), "--steps", "2", "--batch-size", "8",
+            "-o", "conv32.width=8", "--eval-every", "1", "--metric", "junk",
+            "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 1, res.output
+    assert "metric 'junk' returned" in res.output and needle in res.output
+    assert "Traceback" not in res.output
 
 
 def test_evaluation_does_not_change_training(tmp_path: Path, image_folder: Path):

@@ -65,15 +65,16 @@ def build_metric(name: str, options: dict[str, Any] | None = None) -> Metric:
     return build("metric", name, options)  # type: ignore[return-value]
 
 
-def evaluate(metrics: list[Metric], context: EvalContext, taken: Iterable[str] = ()
-             ) -> dict[str, float]:
+def evaluate(metrics: list[Metric], context: EvalContext, taken: Iterable[str] = (),
+             prepare: bool = True) -> dict[str, float]:
     """Every metric on one context (sharing features), merged into one record.
 
-    Each metric is prepared first, so missing weights fail before any sample is made. A
+    Each metric is prepared first (unless ``prepare`` is False: training prepared it at the
+    start), so missing weights fail before any sample is made. A
     metric is plugin code: what it raises, a result without its headline value, a value that
     is not a number or a key another metric (or ``taken``: the caller's record) already uses
     is one GanZooError naming the metric, never a traceback or a silently overwritten number."""
-    for metric in metrics:
+    for metric in metrics if prepare else ():
         with _blamed(metric, "could not prepare"):
             metric.prepare(context)
     out: dict[str, float] = {}

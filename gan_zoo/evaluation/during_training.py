@@ -16,12 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from .. import checkpoint as ckpt
 from ..errors import CheckpointError
-from . import build_metric
+from . import build_metric, evaluate
 from .core import ArraySource, EvalContext
 
 if TYPE_CHECKING:
     from ..interfaces import Metric
     from ..trainer import Callbacks, Trainer
+
+
+# The keys an evaluation record has beside the metric's values.
+RECORD_KEYS = ("step", "event", "metric", "best", "eval_seconds", "eval_cpu_seconds")
 
 
 class Evaluator:
@@ -74,7 +78,8 @@ class Evaluator:
         trainer, name = self.trainer, self.metric.name
         self.context.new_samples(trainer.sampling_generator())  # real features stay
         t0, cpu0 = time.perf_counter(), time.process_time()
-        values = self.metric.evaluate(self.context)
+        # One message naming the metric when a plugin's metric raises or returns junk.
+        values = evaluate([self.metric], self.context, taken=RECORD_KEYS, prepare=False)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         value = float(values[name])
         better = self._account(value, trainer.step)
