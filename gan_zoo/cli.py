@@ -256,12 +256,7 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         trainer = api.prepare_training(values, out=out, log=echo, trust_weights=trust_weights)
     if trainer.run is None:  # a rank other than 0 of a distributed run: rank 0 reports
         stopped = trainer.train()["stopped"]
-        distributed.finish()
-        # Such a rank has written nothing but its output; the interpreter's teardown of gloo
-        # and DDP state after a finished run aborted it with SIGABRT ("terminate called
-        # without an active exception") in about 1 of 4 `--nproc 2` runs (exit 1 for a
-        # finished run), so it ends here.
-        distributed.exit_now(130 if stopped in ("SIGINT", "SIGTERM") else 0)
+        distributed.end_finished_run(130 if stopped in ("SIGINT", "SIGTERM") else 0)
     cfg = trainer.config
     echo(f"run directory: {trainer.run.path}")
     echo(f"{cfg.arch} on {trainer.data.source} ({len(trainer.data)} images, "
@@ -274,7 +269,7 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         trainer.callbacks.on_step.append(update)
     with prog if prog is not None else contextlib.nullcontext():
         summary = trainer.train()
-    distributed.finish()  # every rank leaves the process group together
+    distributed.end_finished_run()  # every rank leaves the process group together
     if summary["stopped"] in ("SIGINT", "SIGTERM"):
         echo(f"stopped by {summary['stopped']} at step {summary['step']}; checkpoint saved. "
              f"Continue with: ganzoo train --resume {trainer.run.path}")
