@@ -49,7 +49,7 @@ def variants(precision: str, with_compile: bool) -> dict[str, dict[str, Any]]:
 def measure(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
     from benchmarks.reference import ReferenceLoop, endless, make_loader
     from benchmarks.worker import _engine_trainer
-    from gan_zoo.assembly import build
+    from gan_zoo.training.assembly import build
 
     torch.set_num_threads(args.threads)
     steppers: dict[str, Callable[[], None]] = {}

@@ -86,7 +86,7 @@ def collapse_metrics(targets: list[Path], args: argparse.Namespace) -> list[dict
 
 def metric_curves(run: Path, args: argparse.Namespace) -> dict[str, list[float]]:
     """FID from the run's evaluation records, coverage measured at each of its checkpoints."""
-    from gan_zoo.rundir import RunDir
+    from gan_zoo.training.rundir import RunDir
 
     fid = {r["step"]: r["fid"] for r in read_metrics(run) if r.get("event") == "eval" and "fid" in r}
     checkpoints = {s: RunDir(run).step_checkpoint(s) for s in sorted(fid)}

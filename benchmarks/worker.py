@@ -101,10 +101,10 @@ def _summary(totals: list[float], waits: list[float], batch: int, cpu: float) ->
 
 
 def _engine_trainer(spec: dict[str, Any]):
-    from gan_zoo.assembly import build_components
-    from gan_zoo.config import make_config
     from gan_zoo.data import load_folder
-    from gan_zoo.trainer import Trainer
+    from gan_zoo.training.assembly import build_components
+    from gan_zoo.training.config import make_config
+    from gan_zoo.training.trainer import Trainer
 
     arch = spec["arch"]
     values: dict[str, Any] = {
@@ -183,7 +183,7 @@ def peak_flops(device_name: str, precision: str) -> float | None:
 
 def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.reference import ReferenceLoop, endless, make_loader, timed_steps
-    from gan_zoo.assembly import build
+    from gan_zoo.training.assembly import build
 
     options = {"width": spec["width"]} if spec.get("width") else {}
     torch.manual_seed(spec.get("seed", 0))
@@ -206,7 +206,7 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ sampling, FID
 def run_sample(spec: dict[str, Any]) -> dict[str, Any]:
     from gan_zoo import api
-    from gan_zoo.assembly import build
+    from gan_zoo.training.assembly import build
 
     options = {"width": spec["width"]} if spec.get("width") else {}
     G = build("arch", spec["arch"], options).build_generator().eval()
@@ -285,7 +285,7 @@ def run_epoch(spec: dict[str, Any]) -> dict[str, Any]:
     """Seconds for one epoch of the engine's data path (gather from the memory-mapped cache
     and conversion) and of the reference's loader, on a dataset of spec['n'] images."""
     from gan_zoo.data import EpochSampler, gather, load_folder
-    from gan_zoo.images import from_uint8
+    from gan_zoo.data.images import from_uint8
 
     out: dict[str, Any] = {}
     data = load_folder(spec["data"], spec["resolution"])

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from gan_zoo import api
-from gan_zoo.report import build_report
+from gan_zoo.visual.report import build_report
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .errors import GanZooError, GanZooWarning, UsageError
 from .hookspecs import hookimpl
-from .lazy import lazy_attributes
+from .util.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .interfaces import (

@@ -19,20 +19,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import checkpoint as ckpt
-from . import distributed, restore, sample_output
-from .assembly import build, build_components, build_recorded
-from .callbacks import Callbacks, Progress, progress_callback
-from .config import TrainConfig, make_config
-from .data import ImageArray, load_dataset
+from .data import sample_output
+from .data.folders import ImageArray, load_dataset
 from .errors import CheckpointError, GanZooWarning, UsageError
 from .evaluation import during_training as eval_during_training
 from .interfaces import Generator
 from .plugins import missing_component_message
-from .rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
-from .textsafe import shown
-from .tomlio import read_toml
-from .trainer import Trainer
+from .training import checkpoint as ckpt
+from .training import distributed, restore
+from .training.assembly import build, build_components, build_recorded
+from .training.callbacks import Callbacks, Progress, progress_callback
+from .training.config import TrainConfig, make_config
+from .training.rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
+from .training.trainer import Trainer
+from .util.textsafe import shown
+from .util.tomlio import read_toml
 from .visual import live as live_plots
 from .visual import tensorboard as tensorboard_log
 
@@ -204,7 +205,7 @@ def load_generator(
 def sample(generator: Generator, n: int, seed: int = 0, batch_size: int = 64,
            device: str | torch.device | None = None) -> Tensor:
     """n images in [-1, 1] on the CPU, the same for the same seed. For many images, write
-    them as they are made instead: gan_zoo.sample_output.sample_to (what `ganzoo sample` does)."""
+    them as they are made instead: gan_zoo.data.sample_output.sample_to (what `ganzoo sample` does)."""
     batches = list(sample_output.generate(generator, n, seed, batch_size, device))
     return torch.cat(batches) if batches else torch.zeros(0)
 
@@ -212,5 +213,5 @@ def sample(generator: Generator, n: int, seed: int = 0, batch_size: int = 64,
 def save_images(images: Tensor, out: str | os.PathLike, nrow: int | None = None) -> Path:
     """Save images by the form of `out`: `*.png` a grid, `*.npy` an (N, H, W, 3) uint8 array
     (at exactly that path), a name without suffix a new folder of numbered PNGs (an existing
-    folder must be empty); see gan_zoo.sample_output."""
+    folder must be empty); see gan_zoo.data.sample_output."""
     return sample_output.write_samples([images], len(images), out, nrow)

@@ -14,32 +14,32 @@ import click
 from . import __version__, kinds
 from .errors import GanZooError, install_warning_format
 from .kinds import KIND_TITLES, KINDS
-from .textsafe import bare, escape, message_block
+from .util.textsafe import bare, escape, message_block
 
 
 # Modules that import PyTorch (seconds) are imported inside the commands that need them, so
 # a `ganzoo fid` that cannot find its weights answers at once; these commands live in
 # their own modules and are loaded when named.
 def _fid_command() -> click.Command:
-    from .fid_command import fid
+    from .evaluation.fid_command import fid
 
     return fid
 
 
 def _eval_command() -> click.Command:
-    from .eval_command import eval_command
+    from .evaluation.eval_command import eval_command
 
     return eval_command
 
 
 def _recipes_command() -> click.Command:
-    from .recipes import recipes_command
+    from .training.recipes import recipes_command
 
     return recipes_command
 
 
 def _report_command() -> click.Command:
-    from .report import report_command
+    from .visual.report import report_command
 
     return report_command
 
@@ -100,9 +100,9 @@ class GanZooGroup(click.Group):
 
 
 def _loaded_distributed() -> Any:
-    """gan_zoo.distributed when this command loaded it (training does), else None: the other
+    """gan_zoo.training.distributed when this command loaded it (training does), else None: the other
     commands never import it, nor the PyTorch it needs."""
-    return sys.modules.get(f"{__package__}.distributed")
+    return sys.modules.get(f"{__package__}.training.distributed")
 
 
 def _rank_prefix() -> str:
@@ -215,11 +215,12 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
           quiet: bool, out: str | None, nproc: int | None, dist_timeout: float | None,
           trust_weights: bool, **flags: Any) -> None:
     """Train a GAN. With no arguments: conv32 on the built-in shapes dataset."""
-    from . import api, distributed
-    from .config import merge_options
+    from . import api
     from .options import parse_assignments
-    from .recipes import start_values
-    from .rundir import refuse_empty_paths
+    from .training import distributed
+    from .training.config import merge_options
+    from .training.recipes import start_values
+    from .training.rundir import refuse_empty_paths
 
     refuse_empty_paths(out, resume)  # '' would be falsy below: a new run in a default folder
     steps, epochs = flags.get("steps"), flags.get("epochs")
@@ -284,11 +285,11 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
             echo: Any) -> None:
     """`train --nproc N`: check the run once here, then start N copies of this command through
     torchrun's launcher (each joins the process group; rank 0 prints and writes)."""
-    from . import distributed
-    from .assembly import build_components
-    from .config import make_config
-    from .rundir import RunDir, default_run_dir
-    from .tomlio import read_toml
+    from .training import distributed
+    from .training.assembly import build_components
+    from .training.config import make_config
+    from .training.rundir import RunDir, default_run_dir
+    from .util.tomlio import read_toml
 
     argv = distributed.strip_nproc(click.get_current_context().meta["ganzoo.argv"])
     if resume:
@@ -335,8 +336,8 @@ def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
     existing folder must be empty). Each is written under a temporary name beside it and
     renamed when complete: it appears whole or not at all."""
     from . import api
-    from .sample_output import check_out, sample_to
-    from .trainer import resolve_device
+    from .data.sample_output import check_out, sample_to
+    from .training.trainer import resolve_device
 
     check_out(out, n)  # before loading anything
     dev = resolve_device(device)

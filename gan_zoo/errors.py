@@ -6,7 +6,7 @@ import sys
 import warnings
 from typing import Any
 
-from .textsafe import message_block, safe_message, shown
+from .util.textsafe import message_block, safe_message, shown
 
 
 class GanZooError(Exception):

@@ -163,7 +163,7 @@ class TrainState:
 class Schedule(Component):
     """Sets training knobs every step from the training state.
 
-    ``knobs`` names the knobs this schedule drives (see gan_zoo.knobs.KNOBS); two schedules
+    ``knobs`` names the knobs this schedule drives (see gan_zoo.training.knobs.KNOBS); two schedules
     driving the same knob is an error at start. ``state_dict`` must be JSON-serializable: it is
     saved in checkpoints so a resumed run continues bit for bit.
     """

@@ -3,7 +3,7 @@
 ``KIND_TABLE`` is the only place a kind is spelled out. The hook specifications
 (``hookspecs``), the registry's tables, the base-class names in registration errors
 (``plugins``), the CLI's kind names (``cli.KIND_ALIASES``) and the contract checks
-(``testing.check_component``) are all built from it; tests/test_registry.py checks each
+(``testing.check_component``) are all built from it; tests/core/test_registry.py checks each
 consumer against it, and that each base class's ``kind`` is its row's ``name``. This module
 imports nothing heavy: the CLI reads it at start (no PyTorch before a command needs it).
 """

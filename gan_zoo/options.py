@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from .errors import UsageError
-from .textsafe import escape, shown
+from .util.textsafe import escape, shown
 
 
 class Options(BaseModel):

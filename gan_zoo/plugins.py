@@ -29,10 +29,10 @@ from .errors import DuplicateComponentError
 from .errors import PluginWarning as PluginWarning  # re-exported: defined beside the CLI's errors
 from .interfaces import Component
 from .kinds import HOOK_KINDS, KIND_BASES, KIND_TITLES
-from .package_names import is_distribution_name, is_plugin_name, is_version
 from .registry import BUILTIN_DISTRIBUTION as BUILTIN_DISTRIBUTION  # re-exported
 from .registry import Entry, InvalidNameError, Registry, is_component_name
-from .textsafe import bare, cap, shown
+from .util.package_names import is_distribution_name, is_plugin_name, is_version
+from .util.textsafe import bare, cap, shown
 
 ENTRY_POINT_GROUP = "gan_zoo"
 ENV_VAR = "GANZOO_PLUGINS"
@@ -392,7 +392,7 @@ def missing_component_message(record: Any, what: str = "this checkpoint") -> str
     failed, why it failed (and no install command: installing again cannot fix it). The record
     comes from a file that anyone can write: what it says is shown escaped, and an install
     command is suggested only when its package name and version follow the packaging grammars
-    (gan_zoo.package_names)."""
+    (gan_zoo.util.package_names)."""
     if not isinstance(record, dict):
         return f"{what} has a malformed component record {shown(record)}"
     kind = record.get("kind", "arch")

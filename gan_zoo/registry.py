@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .errors import DuplicateComponentError, UnknownComponentError
 from .interfaces import Component
 from .kinds import KIND_TITLES, KINDS
-from .textsafe import bare, shown
+from .util.textsafe import bare, shown
 
 # Lower case, digits and hyphens (underscores tolerated), starting with a letter: names are
 # typed on command lines and used as TOML keys and file-name parts.

@@ -32,7 +32,6 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
-from . import checkpoint as ckpt
 from . import hookspecs
 from .interfaces import (
     KINDS,
@@ -47,10 +46,11 @@ from .interfaces import (
     TrainState,
 )
 from .kinds import HOOK_KINDS, KIND_TABLE
-from .knobs import KNOBS, check_knob_owners
 from .options import Options, validate_options
 from .plugins import PluginInfo, get_registry, plugin_system
 from .registry import check_name
+from .training import checkpoint as ckpt
+from .training.knobs import KNOBS, check_knob_owners
 
 __all__ = [
     "ContractError",
@@ -183,7 +183,7 @@ def check_component(kind_or_cls: str | type[Component], name: str | None = None,
 
 def _kind_checks() -> dict[str, Callable[..., None]]:
     """Kind -> its contract check, check_<title> (check_architecture, ...): one per row of the
-    kinds table (a new row without its check fails here and in tests/test_registry.py)."""
+    kinds table (a new row without its check fails here and in tests/core/test_registry.py)."""
     return {kind.name: globals()[f"check_{kind.title}"] for kind in KIND_TABLE}
 
 
@@ -236,7 +236,7 @@ def check_options(cls: type[Component]) -> None:
 
 
 def _tiny_images(n: int, resolution: int, seed: int = 0):
-    from .data import ImageArray
+    from .data.folders import ImageArray
 
     rng = np.random.default_rng(seed)
     return ImageArray(rng.integers(0, 256, (n, resolution, resolution, 3), dtype=np.uint8),
@@ -244,9 +244,9 @@ def _tiny_images(n: int, resolution: int, seed: int = 0):
 
 
 def _trainer(name: str, options: dict[str, Any], resolution: int):
-    from .assembly import build_components
-    from .config import make_config
-    from .trainer import Trainer
+    from .training.assembly import build_components
+    from .training.config import make_config
+    from .training.trainer import Trainer
 
     cfg = make_config({"arch": name, "batch_size": 4, "steps": 4, "device": "cpu",
                        "options": {name: options} if options else {}, "sample_grid": 4,

@@ -1,7 +1,7 @@
 """Built-in schedules: instance-noise annealing, loss-balanced D work, learning rates, adaptive
 augmentation.
 
-A schedule sets training knobs (gan_zoo.knobs) before every step from the training state and
+A schedule sets training knobs (gan_zoo.training.knobs) before every step from the training state and
 may watch each step's statistics afterwards. Stateful schedules return their state from
 ``state_dict`` so a resumed run continues exactly where it stopped.
 """

@@ -17,8 +17,8 @@ import torch
 from benchmarks import levers, worker
 from benchmarks.__main__ import main, make_png_folder, parse
 from benchmarks.reference import ImageFiles, ReferenceLoop, endless, make_loader, timed_steps
-from gan_zoo import data as data_mod
-from gan_zoo.assembly import build
+from gan_zoo.data import folders as data_mod
+from gan_zoo.training.assembly import build
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +141,10 @@ def test_dataset_is_decoded_once(pngs: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 # ------------------------------------------------------------------------- engine levers
 def _tiny_trainer(pngs: Path, **config):
-    from gan_zoo.assembly import build_components
-    from gan_zoo.config import make_config
     from gan_zoo.data import load_folder
-    from gan_zoo.trainer import Trainer
+    from gan_zoo.training.assembly import build_components
+    from gan_zoo.training.config import make_config
+    from gan_zoo.training.trainer import Trainer
 
     cfg = make_config({"arch": "conv32", "batch_size": 8, "device": "cpu",
                        "options": {"conv32": {"width": 8, "latent_dim": 16}}, **config})
@@ -154,7 +154,7 @@ def _tiny_trainer(pngs: Path, **config):
 def test_weight_check_fast_path_is_exact(pngs: Path) -> None:
     """The one-pass (sum) weight check: finite values that overflow a sum pass, NaN fails and
     is named."""
-    from gan_zoo.trainer import NonFiniteError
+    from gan_zoo.training.trainer import NonFiniteError
 
     trainer = _tiny_trainer(pngs)
     trainer.train_step()

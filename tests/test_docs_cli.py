@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from gan_zoo import docgen
 from gan_zoo.cli import cli
+from gan_zoo.util import docgen
 
-REGENERATE = ".venv/bin/python -m gan_zoo.docgen"
+REGENERATE = ".venv/bin/python -m gan_zoo.util.docgen"
 
 
 def test_cli_reference_is_up_to_date():

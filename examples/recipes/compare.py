@@ -23,8 +23,8 @@ import torch
 
 from gan_zoo import api
 from gan_zoo.data import load_dataset
-from gan_zoo.recipes import available, start_values
-from gan_zoo.trainer import Callbacks, Trainer
+from gan_zoo.training.recipes import available, start_values
+from gan_zoo.training.trainer import Callbacks, Trainer
 
 CALIBRATION_STEPS = 4
 

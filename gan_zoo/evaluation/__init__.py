@@ -14,8 +14,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GanZooError
-from ..lazy import lazy_attributes
-from ..textsafe import shown
+from ..util.lazy import lazy_attributes
+from ..util.textsafe import shown
 from .weights import MODES, MissingWeightsError, find_weights
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ __all__ = [
 
 def build_metric(name: str, options: dict[str, Any] | None = None) -> Metric:
     """A metric plugin by name with validated options."""
-    from ..assembly import build
+    from ..training.assembly import build
 
     return build("metric", name, options)  # type: ignore[return-value]
 

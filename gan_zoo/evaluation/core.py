@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..atomic import replacing_file
-from ..data import cache_dir, scan_images
+from ..data.folders import cache_dir, scan_images
+from ..data.images import to_uint8
 from ..errors import DataError
-from ..images import to_uint8
+from ..util.atomic import replacing_file
 from .distances import feature_stats
 from .features import FeatureExtractor, build_extractor
 

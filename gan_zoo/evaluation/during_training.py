@@ -14,14 +14,14 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import checkpoint as ckpt
 from ..errors import CheckpointError
+from ..training import checkpoint as ckpt
 from . import build_metric, evaluate
 from .core import ArraySource, EvalContext
 
 if TYPE_CHECKING:
     from ..interfaces import Metric
-    from ..trainer import Callbacks, Trainer
+    from ..training.trainer import Callbacks, Trainer
 
 
 # The keys an evaluation record has beside the metric's values.

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import GanZooError, UsageError
-from ..textsafe import shown
+from ..util.textsafe import shown
 from .weights import MODES, WeightsFile, find_weights, read_weights
 
 Mode = Literal["clean", "legacy_pytorch", "legacy_tensorflow"]

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GanZooError
-from ..regular_files import NotRegularFileError, open_regular
-from ..textsafe import shown
+from ..util.regular_files import NotRegularFileError, open_regular
+from ..util.textsafe import shown
 
 ENV_VAR = "GANZOO_INCEPTION_WEIGHTS"
 TRUST_FLAG = "--trust-weights"

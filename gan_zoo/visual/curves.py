@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import SHARED_MODE, write_bytes
-from ..knobs import KNOBS
-from ..metrics_file import MetricsReading, iter_metrics
-from ..regular_files import read_regular_bytes
-from ..rundir import RunDir
-from ..textsafe import cap, escape
+from ..training.knobs import KNOBS
+from ..training.metrics_file import MetricsReading, iter_metrics
+from ..training.rundir import RunDir
+from ..util.atomic import SHARED_MODE, write_bytes
+from ..util.regular_files import read_regular_bytes
+from ..util.textsafe import cap, escape
 
 # Training records carry these; anything numeric in other records is an evaluation metric.
 TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_per_s")

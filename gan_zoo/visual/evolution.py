@@ -18,7 +18,7 @@ from .curves import read_config, write_atomic
 from .pictures import PictureSkipped, open_picture
 
 GRID_RE = re.compile(r"^step-(\d+)\.png$")
-PAD = 2  # gan_zoo.images.grid's padding between tiles
+PAD = 2  # gan_zoo.data.images.grid's padding between tiles
 MAX_TILE = 512  # pixels of one drawn tile: ten rows of eight stay a reasonable picture
 
 
@@ -46,7 +46,7 @@ def pick_evenly(items: list, k: int) -> list:
 
 
 def grid_tiles(image: Image.Image, n_images: int, count: int) -> list[Image.Image]:
-    """The first `count` tiles of a grid of n_images written by gan_zoo.images.grid."""
+    """The first `count` tiles of a grid of n_images written by gan_zoo.data.images.grid."""
     nrow = max(1, math.ceil(math.sqrt(n_images)))
     width = image.width
     tile = (width - PAD) // nrow - PAD

@@ -14,7 +14,7 @@ from .curves import load_run, plot_curves
 from .evolution import evolution_strip
 
 if TYPE_CHECKING:
-    from ..trainer import Callbacks, Trainer
+    from ..training.trainer import Callbacks, Trainer
 
 # Redraw curves between sample grids at most this often: a render costs ~0.3 s of CPU.
 MIN_INTERVAL_S = 60.0

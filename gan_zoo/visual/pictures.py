@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..regular_files import read_regular_bytes
-from ..textsafe import shown
+from ..util.regular_files import read_regular_bytes
+from ..util.textsafe import shown
 
 # Sample grids gan-zoo writes are a few megapixels (64 images of 256 px: 2066 x 2066).
 MAX_PICTURE_PIXELS = 25_000_000  # 5000 x 5000: at most ~100 MB decoded, even 16-bit RGBA

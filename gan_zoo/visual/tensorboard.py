@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..trainer import Callbacks, Trainer
+    from ..training.trainer import Callbacks, Trainer
 
 SKIP = {"step", "epoch", "time"}
 INSTALL_HINT = "pip install 'gan-zoo[tensorboard]'"

@@ -8,7 +8,7 @@ the file named by ``GANZOO_FAULT_MARKER``, so that a test can SIGKILL it at exac
   ckpt-before-prune   the new checkpoint in place, older ones not yet pruned (K+1 on disk)
   rundir-mid-write    half of config.toml or of a rewound metrics.jsonl in its temporary file
 
-The faults replace ``open`` and ``os`` inside gan_zoo.atomic, the one module that writes files,
+The faults replace ``open`` and ``os`` inside gan_zoo.util.atomic, the one module that writes files,
 acting on the files named above only (and wrap RunDir.prune); the program itself carries no
 test hooks.
 """
@@ -22,7 +22,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gan_zoo import atomic, cli, rundir
+from gan_zoo import cli
+from gan_zoo.training import rundir
+from gan_zoo.util import atomic
 
 from .helpers import replaced_by
 
@@ -73,7 +75,7 @@ def _write_point(target: str) -> str | None:
 
 
 def _faulty_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-    """Stands in for `open` in gan_zoo.atomic, which opens temporary files
+    """Stands in for `open` in gan_zoo.util.atomic, which opens temporary files
     `.NAME.ganzoo-XXXXXXXX.tmp`."""
     fh = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
     point = _write_point(replaced_by(file))
@@ -81,7 +83,7 @@ def _faulty_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
 
 
 class _FaultyOs:
-    """Stands in for `os` in gan_zoo.atomic: stops before a checkpoint's rename."""
+    """Stands in for `os` in gan_zoo.util.atomic: stops before a checkpoint's rename."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)

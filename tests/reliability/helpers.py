@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan_zoo import atomic
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.data import ImageArray
 from gan_zoo.plugins import plugin_system
-from gan_zoo.rundir import RunDir
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.util import atomic
 
 TINY = {"conv32": {"width": 8, "latent_dim": 16}}
 # Command-line form of TINY, for subprocess runs.
@@ -32,7 +32,7 @@ def tiny_data(n: int = 32, res: int = 32, seed: int = 0) -> ImageArray:
 
 
 def replaced_by(temporary: Any) -> str:
-    """The name of the file a gan_zoo.atomic temporary file `.NAME.ganzoo-XXXXXXXX.tmp` will
+    """The name of the file a gan_zoo.util.atomic temporary file `.NAME.ganzoo-XXXXXXXX.tmp` will
     replace ('' for any other file)."""
     return atomic.temporary_target(Path(temporary).name) or ""
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 from gan_zoo import api
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.errors import CheckpointError
-from gan_zoo.rundir import RunDir
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
 
 from .helpers import tiny_config, tiny_data
 

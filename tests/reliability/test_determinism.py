@@ -16,14 +16,14 @@ from pydantic import Field
 
 import gan_zoo
 from gan_zoo import api
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.errors import GanZooError
 from gan_zoo.interfaces import Augmentation, Schedule, TrainState
-from gan_zoo.knobs import check_knob_owners
 from gan_zoo.options import Options
 from gan_zoo.plugins import get_registry
-from gan_zoo.rundir import RunDir
-from gan_zoo.trainer import Callbacks
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.knobs import check_knob_owners
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks
 
 from .helpers import TINY, assert_bit_identical, temp_plugin, tiny_data
 

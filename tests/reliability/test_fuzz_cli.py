@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gan_zoo.cli import cli
-from gan_zoo.config import TrainConfig, load_config_file, make_config
 from gan_zoo.errors import UsageError
 from gan_zoo.options import parse_value
 from gan_zoo.plugins import get_registry
-from gan_zoo.tomlio import dumps_toml
+from gan_zoo.training.config import TrainConfig, load_config_file, make_config
+from gan_zoo.util.tomlio import dumps_toml
 
 from .helpers import tiny_data
 

@@ -1,7 +1,7 @@
 """Hostile checkpoints with valid checksums: a generator (hypothesis) mutates a real tiny checkpoint
 -- tensors dropped, renamed, reshaped, retyped, filled with NaN/inf; metadata replaced by strings,
 huge or negative numbers and nested junk; architectures naming huge widths -- and saves it again
-with gan_zoo.checkpoint.save, so the checksum is valid. Resuming it and loading its generator
+with gan_zoo.training.checkpoint.save, so the checksum is valid. Resuming it and loading its generator
 must either work (and then train a step / sample finite images) or raise one GanZooError
 message: never another exception, never a crash, never the learning-rate hint.
 
@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gan_zoo import api
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.data import load_dataset
 from gan_zoo.errors import CheckpointError, GanZooError
 from gan_zoo.plugins import get_registry
-from gan_zoo.rundir import RunDir
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
 
 from ..conftest import write_images
 from .helpers import cli_env
@@ -379,13 +379,13 @@ def test_a_2gb_sparse_checkpoint_is_refused_without_reading_it(source, tmp_path)
     path.write_bytes(RunDir(source[0]).step_checkpoint(2).read_bytes())
     with open(path, "r+b") as fh:
         fh.truncate(2 * 1024**3)  # a valid header, then 2 GB of holes
-    code = (f"from gan_zoo import checkpoint as c\ntry: c.load({str(path)!r})\n"
+    code = (f"from gan_zoo.training import checkpoint as c\ntry: c.load({str(path)!r})\n"
             "except c.CheckpointError as e: print(e)")
     peak, message = _peak_rss_mb(code)
     assert "damaged or truncated" in message, message
     # Against the import alone (its size depends on the installed versions): reading the file
     # would add 2 GB.
-    base, _ = _peak_rss_mb("from gan_zoo import checkpoint as c")
+    base, _ = _peak_rss_mb("from gan_zoo.training import checkpoint as c")
     assert peak - base < 512, f"peak RSS {peak:.0f} MB vs {base:.0f} MB: the file was read"
 
 
@@ -435,7 +435,7 @@ def test_a_hostile_loss_scaler_state_is_one_message(saved):
     run's own (a file cannot set growth_factor=NaN)."""
     from types import SimpleNamespace
 
-    from gan_zoo import restore
+    from gan_zoo.training import restore
 
     trainer = SimpleNamespace(scaler=torch.amp.GradScaler("cpu", enabled=True))
     check = restore._Checker({}, "the checkpoint of step 2 cannot be resumed")

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 from gan_zoo import api
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.cli import cli
-from gan_zoo.config import make_config
 from gan_zoo.interfaces import KINDS
 from gan_zoo.plugins import get_registry
-from gan_zoo.rundir import RunDir
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.config import make_config
+from gan_zoo.training.rundir import RunDir
 
 from .helpers import TINY_ARGS, tiny_config, tiny_data
 
@@ -46,7 +46,7 @@ def no_training(monkeypatch):
     def refuse(self, *args, **kwargs):
         raise AssertionError("the configuration was accepted and training started")
 
-    monkeypatch.setattr("gan_zoo.trainer.Trainer.train", refuse)
+    monkeypatch.setattr("gan_zoo.training.trainer.Trainer.train", refuse)
     monkeypatch.setattr("gan_zoo.api.load_dataset", lambda data, res: tiny_data(res=res))
 
 
@@ -277,7 +277,7 @@ def _fresh_copy(runs: Path, name: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("foreign", "message"), [
-    # Names read from a checkpoint are quoted (gan_zoo.textsafe.shown).
+    # Names read from a checkpoint are quoted (gan_zoo.util.textsafe.shown).
     ("wider", "is for 'conv32' with other options"),
     ("c64", "is for 'conv64'"),
 ])
@@ -484,14 +484,14 @@ def test_config_toml_writer_round_trips_and_leaves_out_none(values):
     """dumps_toml (tomli-w) writes any nesting of keys and values a config may hold, quotes and
     control characters included, and tomllib reads back the same values; TOML has no null, so
     a key set to None is left out at any depth (it reads back as its default)."""
-    from gan_zoo.tomlio import dumps_toml
+    from gan_zoo.util.tomlio import dumps_toml
 
     assert tomllib.loads(dumps_toml(values)) == _drop_none(values)
 
 
 def test_config_toml_writer_refuses_what_toml_cannot_hold():
     from gan_zoo.errors import UsageError
-    from gan_zoo.tomlio import dumps_toml
+    from gan_zoo.util.tomlio import dumps_toml
 
     for bad in ({"schedules": ["a", None]}, {"options": {"x": {"y": object()}}}, {"k": {1, 2}}):
         with pytest.raises(UsageError, match="TOML"):

@@ -345,7 +345,7 @@ def test_sixteen_bit_8000px_png_decodes_without_float_copies(tmp_path):
 
 
 def test_decode_memory_limit_is_checked_from_the_header(tmp_path, monkeypatch):
-    from gan_zoo import data as data_mod
+    from gan_zoo.data import folders as data_mod
 
     assert data_mod.pixel_bytes("I;16") == 2 and data_mod.pixel_bytes("RGB") == 4
     assert data_mod.pixel_bytes("P") == 1
@@ -395,7 +395,7 @@ def test_mutated_images_are_decoded_or_skipped_quickly(tmp_path_factory, data):
     """Bytes flipped, cut or repeated anywhere in a valid file of each format read (headers
     claiming huge sizes included): the loader returns an image or skips the file, in well
     under a second, never an exception or a hang."""
-    from gan_zoo.data import _try_load
+    from gan_zoo.data.folders import _try_load
 
     seeds = _seeds()
     kind = data.draw(st.sampled_from(sorted(seeds)))

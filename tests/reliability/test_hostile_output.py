@@ -24,17 +24,11 @@ from click.testing import CliRunner
 from gan_zoo import api
 from gan_zoo.cli import cli
 from gan_zoo.errors import CheckpointError
-from gan_zoo.regular_files import open_regular
-from gan_zoo.rundir import RunDir
-from gan_zoo.trainer import Callbacks
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks
+from gan_zoo.util.regular_files import open_regular
 
-from .helpers import (
-    TINY_ARGS,
-    assert_all_checkpoints_sound,
-    replaced_by,
-    tiny_config,
-    tiny_data,
-)
+from .helpers import TINY_ARGS, assert_all_checkpoints_sound, replaced_by, tiny_config, tiny_data
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +125,7 @@ def test_checkpoints_folder_turning_read_only_mid_run(tmp_path):
 
 
 class _DiskFull:
-    """Stands in for `open` in gan_zoo.atomic (which writes every file under a temporary name
+    """Stands in for `open` in gan_zoo.util.atomic (which writes every file under a temporary name
     `.NAME.ganzoo-XXXXXXXX.tmp`): the n-th file whose NAME ends with `suffix` hits ENOSPC after half its
     bytes (as a real full disk does), like every one after it."""
 
@@ -157,14 +151,14 @@ class _DiskFull:
 
 def test_disk_full_while_writing_a_checkpoint(tmp_path, tiny_loader, monkeypatch):
     run = tmp_path / "run"
-    monkeypatch.setattr("gan_zoo.atomic.open", _DiskFull(3, ".safetensors"), raising=False)
+    monkeypatch.setattr("gan_zoo.util.atomic.open", _DiskFull(3, ".safetensors"), raising=False)
     code, out = _invoke("train", *TINY_ARGS, "--steps", "10", "--checkpoint-every", "2",
                         "--batch-size", "8", "--out", str(run), "-q")
     assert code == 1 and "cannot write the checkpoint of step 6" in out
     assert "No space left on device" in out and f"ganzoo train --resume {run}" in out
     assert [s for s, _ in RunDir(run).step_checkpoints()] == [4, 2]
     assert assert_all_checkpoints_sound(run) == 2 and not list(run.rglob(".*.tmp"))
-    monkeypatch.delattr("gan_zoo.atomic.open")  # room again
+    monkeypatch.delattr("gan_zoo.util.atomic.open")  # room again
     code, out = _invoke("train", "--resume", str(run), "-q")
     assert code == 0 and [s for s, _ in RunDir(run).step_checkpoints()] == [10, 8, 6]
 
@@ -181,7 +175,7 @@ def test_disk_full_while_writing_metrics_or_samples(tmp_path, tiny_loader, monke
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return open_regular(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr("gan_zoo.rundir.open_regular", full_open)
+    monkeypatch.setattr("gan_zoo.training.rundir.open_regular", full_open)
     cfg = tmp_path / "every-step.toml"
     cfg.write_text("log_every = 1\nsample_grid = 4\n")
     code, out = _invoke("train", *TINY_ARGS, "--config", str(cfg), "--steps", "6",
@@ -192,7 +186,7 @@ def test_disk_full_while_writing_metrics_or_samples(tmp_path, tiny_loader, monke
     monkeypatch.setattr("gan_zoo.api.load_dataset", lambda data, res: tiny_data(res=res))
     # Sample grids: the PNG write fails.
     run = tmp_path / "s"
-    monkeypatch.setattr("gan_zoo.atomic.open", _DiskFull(2, ".png"), raising=False)
+    monkeypatch.setattr("gan_zoo.util.atomic.open", _DiskFull(2, ".png"), raising=False)
     code, out = _invoke("train", *TINY_ARGS, "--steps", "6", "--checkpoint-every", "1",
                         "--sample-every", "2", "--batch-size", "8", "--out", str(run), "-q")
     assert code == 1 and "No space left on device" in out

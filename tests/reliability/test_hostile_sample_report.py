@@ -31,14 +31,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gan_zoo import api
+from gan_zoo.data.sample_output import write_samples
 from gan_zoo.errors import UsageError
-from gan_zoo.metrics_file import MetricsReading, iter_metrics
-from gan_zoo.report import build_report, collect, render_html
-from gan_zoo.rundir import RunDir
-from gan_zoo.sample_output import write_samples
+from gan_zoo.training.metrics_file import MetricsReading, iter_metrics
+from gan_zoo.training.rundir import RunDir
 from gan_zoo.visual.curves import load_run, plot_curves
+from gan_zoo.visual.report import build_report, collect, render_html
 
-from ..test_report import embedded_images, make_run
+from ..visual.test_report import embedded_images, make_run
 from .helpers import cli_env, tiny_config, tiny_data
 from .test_hostile_output import _invoke as one_message_cli
 

@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 from gan_zoo import api
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.cli import GanZooGroup, cli
 from gan_zoo.errors import GanZooError, PluginWarning, install_warning_format
 from gan_zoo.interfaces import Architecture, Options
 from gan_zoo.plugins import plugin_system
-from gan_zoo.rundir import RunDir
 from gan_zoo.testing import registered_plugin
-from gan_zoo.textsafe import MESSAGE_LIMIT
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.util.textsafe import MESSAGE_LIMIT
 
 from .helpers import ganzoo, tiny_config, tiny_data
 
@@ -73,7 +73,7 @@ def no_training(monkeypatch):
     def refuse(self, *args, **kwargs):
         raise AssertionError("the checkpoint was accepted and training started")
 
-    monkeypatch.setattr("gan_zoo.trainer.Trainer.train", refuse)
+    monkeypatch.setattr("gan_zoo.training.trainer.Trainer.train", refuse)
     monkeypatch.setattr("gan_zoo.api.load_dataset", lambda data, res: tiny_data(res=res))
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_zoo import checkpoint as ckpt
-from gan_zoo.rundir import RunDir
-from gan_zoo.tomlio import read_toml
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.util.tomlio import read_toml
 
 from ..conftest import write_images
 from .helpers import REPO, TINY_ARGS, assert_all_checkpoints_sound, assert_bit_identical, cli_env

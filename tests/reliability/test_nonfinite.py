@@ -14,21 +14,14 @@ from pydantic import Field
 
 import gan_zoo
 from gan_zoo import api
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.cli import cli
 from gan_zoo.interfaces import Loss
 from gan_zoo.options import Options
-from gan_zoo.rundir import RunDir
-from gan_zoo.trainer import Callbacks, NonFiniteError
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks, NonFiniteError
 
-from .helpers import (
-    TINY,
-    assert_all_checkpoints_sound,
-    checkpoint_steps,
-    temp_plugin,
-    tiny_config,
-    tiny_data,
-)
+from .helpers import TINY, assert_all_checkpoints_sound, checkpoint_steps, temp_plugin, tiny_config, tiny_data
 
 
 class _FaultOptions(Options):
@@ -201,7 +194,7 @@ def test_rollback_options_are_validated(tmp_path):
 
 
 def _toml(tmp_path, values):
-    from gan_zoo.tomlio import dumps_toml
+    from gan_zoo.util.tomlio import dumps_toml
 
     path = tmp_path / "cfg.toml"
     path.write_text(dumps_toml(values))

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from gan_zoo import api, atomic, runlock
+from gan_zoo import api
 from gan_zoo.errors import GanZooError, UsageError
-from gan_zoo.rundir import RunDir
-from gan_zoo.trainer import Callbacks
+from gan_zoo.training import runlock
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks
+from gan_zoo.util import atomic
 
 from ..conftest import write_images
 from .helpers import REPO, TINY_ARGS, cli_env, no_hang, tiny_config, tiny_data
@@ -49,7 +51,7 @@ def no_training(monkeypatch, tiny_loader):
     def refuse(self, *args, **kwargs):
         raise AssertionError("the run was accepted and training started")
 
-    monkeypatch.setattr("gan_zoo.trainer.Trainer.train", refuse)
+    monkeypatch.setattr("gan_zoo.training.trainer.Trainer.train", refuse)
 
 
 @pytest.fixture(scope="module")

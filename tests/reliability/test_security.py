@@ -28,11 +28,11 @@ from click.testing import CliRunner
 from safetensors.torch import save as st_save
 
 from gan_zoo import api, plugins
-from gan_zoo import checkpoint as ckpt
 from gan_zoo.cli import cli
 from gan_zoo.errors import CheckpointError
 from gan_zoo.plugins import get_registry
-from gan_zoo.rundir import RunDir
+from gan_zoo.training import checkpoint as ckpt
+from gan_zoo.training.rundir import RunDir
 
 from ..conftest import write_images
 from .helpers import REPO, TINY, TINY_ARGS, tiny_config, tiny_data

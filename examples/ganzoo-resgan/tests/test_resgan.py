@@ -12,10 +12,10 @@ from ganzoo_resgan import AccuracyNoise, DraganLoss
 from ganzoo_resgan.arch import DownBlock, UpBlock
 
 from gan_zoo import TrainState, api
-from gan_zoo.assembly import build
 from gan_zoo.cli import cli
 from gan_zoo.data import ImageArray
 from gan_zoo.testing import check_component
+from gan_zoo.training.assembly import build
 
 TINY = {"width": 8, "latent_dim": 16}
 
