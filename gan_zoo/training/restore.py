@@ -98,8 +98,11 @@ class _Checker:
         return t
 
     def module(self, prefix: str, module: nn.Module) -> dict[str, Tensor]:
-        return {k: self.take(f"{prefix}.{k}", v.shape, v.dtype)
-                for k, v in module.state_dict().items()}
+        out = {k: self.take(f"{prefix}.{k}", v.shape, v.dtype) for k, v in module.state_dict().items()}
+        for k, t in out.items():  # batch norm takes the square root of its running variance
+            if k.rsplit(".", 1)[-1] == "running_var" and bool((t < 0).any()):
+                raise self.fail(f"tensor {shown(f'{prefix}.{k}')} holds negative values")
+        return out
 
     def ignore(self, prefix: str) -> None:
         self.used.update(k for k in self.tensors if k.startswith(prefix))

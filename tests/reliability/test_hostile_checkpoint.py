@@ -264,6 +264,22 @@ def _with(source, tensors=None, **meta_changes):
     return {**source[2], **(tensors or {})}, {**json.loads(json.dumps(source[3])), **meta_changes}
 
 
+@pytest.mark.parametrize("name, outcome", [
+    ("G_ema.dense_norm.running_var", "resume refused, sample refused"),  # hypothesis found it
+    ("G.dense_norm.running_var", "resume refused, sampled"),  # sampling uses G_ema
+    ("D.features.3.running_var", "resume refused, sampled"),
+])
+def test_a_negative_batch_norm_variance_is_refused(source, tmp_path, name, outcome):
+    """A batch-norm running variance below zero makes eval-mode outputs NaN (its square root is
+    taken): refused by name on resume and on load_generator, like Adam's exp_avg_sq."""
+    tensors = dict(source[2])
+    _mutate_tensor(tensors, name, "negative", torch.int64, 0)
+    assert _resume_and_sample(source, tensors, source[3]) == outcome
+    with pytest.raises(CheckpointError, match=f"tensor '{name}' holds negative values"):
+        api.prepare_training(resume=_hostile_run(source, tensors, source[3], tmp_path),
+                             data=source[1])
+
+
 def test_wrong_shape_adam_moments_are_one_error_not_sigsegv(source, tmp_path):
     """The issue's reproduction: fused Adam wrote out of bounds and the process died (-11)."""
     tensors, meta = _with(source, {"opt_g.0.exp_avg": torch.zeros(1),
