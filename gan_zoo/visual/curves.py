@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
 from ..training.knobs import KNOBS
 from ..training.metrics_file import MetricsReading, iter_metrics
 from ..training.rundir import RunDir
 from ..util.atomic import SHARED_MODE, write_bytes
-from ..util.regular_files import read_regular_bytes
 from ..util.textsafe import cap, escape
+from ..util.tomlio import read_toml
 
 # Training records carry these; anything numeric in other records is an evaluation metric.
 TRAIN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "d_steps", "img_per_s")
@@ -35,7 +36,6 @@ NOT_METRIC_SUFFIXES = ("_n", "_n_real", "_std", "_threshold", "_seconds", "_time
 LR_KNOBS = ("lr_g_scale", "lr_d_scale")
 # Evaluation metrics drawn in one figure (a file can name thousands); the report lists them all.
 MAX_METRICS_DRAWN = 12
-MAX_CONFIG_BYTES = 1 << 20  # a resolved config is about 2 KB
 PLOT_LIMIT = 1e100
 
 Series = tuple[np.ndarray, np.ndarray]
@@ -174,21 +174,16 @@ def series_from_records(records: Iterable[dict[str, Any]], name: str = "run",
 
 
 def read_config(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
-    """A run's config.toml and a note when it could not be read (then the config is empty):
-    a regular file of at most MAX_CONFIG_BYTES only, so a FIFO or a huge file cannot stall."""
-    import tomllib
-
+    """A run's config.toml and a note when it could not be read (then the config is empty).
+    Read as every config is (tomlio.read_toml: a regular UTF-8 file within its size cap, so a
+    FIFO or a huge file cannot stall); a missing one is no problem."""
     path = Path(path)
-    try:
-        text = read_regular_bytes(path, MAX_CONFIG_BYTES).decode("utf-8")
-        config = tomllib.loads(text)
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return {}, None
-    except OSError as exc:
-        return {}, f"config.toml: {exc.strerror or exc}"
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        return {}, "config.toml: not valid TOML text"
-    return config, None
+    try:
+        return read_toml(path, "run config"), None
+    except UsageError as exc:
+        return {}, str(exc)
 
 
 def load_run(path: str | os.PathLike, name: str | None = None) -> RunSeries:
