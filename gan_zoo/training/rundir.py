@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import tempfile
 import time
 from pathlib import Path
@@ -53,14 +52,6 @@ _RUN_FILES = {
     "checkpoints": re.compile(r"(step-\d+|best)\.safetensors"),
     "samples": re.compile(r"step-\d+\.png"),
 }
-
-
-def _is_regular(path: Path) -> bool:
-    """A regular file (through symbolic links), found without opening it: stat never blocks."""
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except OSError:
-        return False
 
 
 def _not_regular(path: Path) -> str:
@@ -98,7 +89,7 @@ class RunDir:
         """Whether gan-zoo made this folder for a run (the module docstring says how to tell)."""
         if os.path.lexists(self.path / runlock.LOCK_NAME):
             return True
-        if not (self.checkpoints_dir.is_dir() and _is_regular(self.config_path)):
+        if not (self.checkpoints_dir.is_dir() and self.config_path.is_file()):
             return False
         from .config import make_config  # config imports the plugin machinery: only here
 
@@ -241,7 +232,7 @@ class RunDir:
         found = []
         for p in self.checkpoints_dir.iterdir():
             m = STEP_RE.match(p.name)
-            if m and (include_irregular or _is_regular(p)):
+            if m and (include_irregular or p.is_file()):
                 found.append((int(m.group(1)), p))
         return sorted(found, reverse=True)
 
@@ -254,7 +245,7 @@ class RunDir:
         is anything else named like a checkpoint: it is never opened)."""
         problems = []
         for _, path in self.step_checkpoints(include_irregular=True):
-            if not _is_regular(path):
+            if not path.is_file():
                 problems.append(_not_regular(path))
                 continue
             try:
