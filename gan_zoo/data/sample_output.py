@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ..errors import GanZooError, UsageError
 from ..interfaces import Generator
+from ..util.atomic import temporary_prefix
 from ..util.textsafe import shown
 from .images import MAX_GRID_IMAGES, MAX_GRID_PIXELS, grid_layout, paste_tile, to_uint8
 
@@ -106,11 +107,6 @@ def generate(generator: Generator, n: int, seed: int = 0, batch_size: int = 64,
         yield generator(z.to(device)).float().cpu()
 
 
-def _temporary_name(path: Path) -> str:
-    # Short enough that a target name near the file system's 255-byte limit still has one.
-    return f".{path.name[:40]}."
-
-
 class _Output:
     """Receives uint8 (N, H, W, C) batches; commit() puts the result at `path`."""
 
@@ -134,7 +130,7 @@ class _ArrayFile(_Output):
 
     def __init__(self, path: Path, n: int):
         super().__init__(path, n)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path), suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
         self.tmp = Path(name)
         self.fh = os.fdopen(fd, "wb")
 
@@ -163,7 +159,7 @@ class _Folder(_Output):
 
     def __init__(self, path: Path, n: int):
         super().__init__(path, n)
-        self.tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path),
+        self.tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path.name),
                                          suffix=".tmp"))
 
     def write(self, batch: np.ndarray) -> None:
@@ -193,7 +189,7 @@ class _Grid(_Output):
         super().__init__(path, n)
         self.nrow = nrow
         self.canvas: np.ndarray | None = None
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path), suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
         os.close(fd)  # made now so that an unwritable place is found before any image is made
         self.tmp = Path(name)
 

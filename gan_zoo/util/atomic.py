@@ -40,7 +40,7 @@ def temporary_target(name: str) -> str | None:
     return match.group("target") if match else None
 
 
-def _temporary_prefix(name: str) -> str:
+def temporary_prefix(name: str) -> str:
     """`.NAME.ganzoo-`, NAME cut so that the whole temporary name fits in 255 bytes (a target
     whose own name is near that limit can still be written)."""
     room = 255 - len(f"..{TEMP_MARK}XXXXXXXX.tmp")
@@ -55,7 +55,7 @@ def replacing(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path
     and is removed when the block raises. `mode` widens the private 0600 of the new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name),
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name),
                                 suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
