@@ -32,6 +32,7 @@ from .training.callbacks import Callbacks, Progress, progress_callback
 from .training.config import TrainConfig, make_config
 from .training.rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
 from .training.trainer import Trainer
+from .util.hardware import apply_threads
 from .util.textsafe import shown
 from .util.tomlio import read_toml
 from .visual import live as live_plots
@@ -112,6 +113,9 @@ def prepare_training(
     `trust_weights` (the command line's --trust-weights; never saved in the run) lets
     evaluation load an Inception file that is not a known export (docs/evaluation.md)."""
     log = log or (lambda msg: None)
+    # torch's default thread count follows the CPU affinity but not a container's CPU quota;
+    # OMP_NUM_THREADS (torchrun sets it to 1 per process) and a user's own count are kept.
+    apply_threads()
     dist = distributed.setup()  # single-process unless started by torchrun
     if not dist.is_main:
         log = lambda msg: None  # noqa: E731 -- rank 0 reports for every rank
@@ -140,6 +144,10 @@ def prepare_training(
     trainer.callbacks.on_message.append(lambda _, message: log(message))
     if loaded is not None:
         trainer.load_state(*loaded)
+        before = loaded[1].get("precision")  # absent in older checkpoints
+        if before is not None and before != trainer.precision:
+            log(f"note: this run trained in {before} until now and continues in "
+                f"{trainer.precision} ({trainer.precision_reason}) on this machine")
     if not dist.is_main:
         return trainer  # evaluation, plots and other run-directory writers live on rank 0
     # Steps after the checkpoint (on a new run: of an attempt that never saved one) are run,

@@ -178,7 +178,8 @@ def _progress_printer(quiet: bool):
 @click.option("--sched", "schedules", multiple=True, help="Schedule name; repeatable.")
 @click.option("--augment", multiple=True, help="Augmentation name; repeatable.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Precision.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="Precision (default auto: bf16 where the hardware runs it fast, else fp32).")
 @click.option("--compile/--no-compile", default=None,
               help="torch.compile G and D (slow first step, faster after where it helps).")
 @click.option("--channels-last/--no-channels-last", default=None,
@@ -221,6 +222,7 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     from .training.config import merge_options
     from .training.recipes import start_values
     from .training.rundir import refuse_empty_paths
+    from .util import hardware
 
     refuse_empty_paths(out, resume)  # '' would be falsy below: a new run in a default folder
     steps, epochs = flags.get("steps"), flags.get("epochs")
@@ -262,7 +264,10 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     echo(f"run directory: {trainer.run.path}")
     echo(f"{cfg.arch} on {trainer.data.source} ({len(trainer.data)} images, "
          f"{trainer.data.resolution}px), {trainer.total_steps} steps of batch {cfg.batch_size}, "
-         f"loss {cfg.loss}, device {trainer.device.type}, {cfg.precision}")
+         f"loss {cfg.loss}, device {trainer.device.type}")
+    for line in hardware.run_header(trainer.precision, trainer.precision_reason,
+                                    cfg.channels_last, trainer.device):
+        echo(line)
     if trainer.dist.active:
         echo(f"distributed: {trainer.dist.world_size} processes ({trainer.dist.backend}), "
              f"{trainer.sampler.local_batch} images per process per step")

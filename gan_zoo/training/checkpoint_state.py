@@ -46,6 +46,7 @@ def pack(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
         "step": t.step,
         "total_steps": t.total_steps,
         "config": t.config.model_dump(mode="json"),
+        "precision": t.precision,  # what config.precision "auto" resolved to on this machine
         "arch": {
             "name": c.arch.name,
             "options": c.arch.options.model_dump(mode="json"),

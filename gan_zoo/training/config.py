@@ -33,9 +33,11 @@ class TrainConfig(Options):
     seed: int = Field(
         0, ge=0, le=2**62, description="seed for weights, noise and data order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast precision (fp16 uses a gradient scaler; on CPU it runs "
-        "but is slow: use bf16)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast precision. auto: bf16 where the hardware has bf16 matrix "
+        "units (AMX or AVX512_BF16 CPUs, GPUs of compute capability 8.0+), where it is faster "
+        "and reaches the same FID as fp32, else fp32; the run header says which and why. fp16 "
+        "uses a gradient scaler; on CPU it runs but is slow: use bf16")
     channels_last: bool = Field(
         True, description="keep G's and D's convolution weights and activations channels-last "
         "(NHWC): faster on CPUs (oneDNN) and tensor-core GPUs; same results up to rounding")

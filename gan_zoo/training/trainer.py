@@ -26,6 +26,7 @@ from ..data.folders import EpochSampler, ImageArray, gather
 from ..data.images import from_uint8, save_grid
 from ..errors import CheckpointError, GanZooWarning, UsageError
 from ..interfaces import TrainState
+from ..util.hardware import choose_precision
 from ..util.textsafe import shown
 from . import checkpoint as ckpt
 from . import checkpoint_state, distributed, restore
@@ -112,7 +113,9 @@ class Trainer:
         self.callbacks = callbacks or Callbacks()
         self.dist = distributed.setup()  # single-process unless started by torchrun
         self.device = self.dist.device_for(resolve_device(config.device))
-        if config.precision == "fp16" and self.device.type == "cpu":
+        # "auto" (the default) becomes bf16 or fp32 for this device; the header shows why.
+        self.precision, self.precision_reason = choose_precision(config.precision, self.device)
+        if self.precision == "fp16" and self.device.type == "cpu":
             # It runs (tests/training/test_fp16.py trains it on CPU), but CPUs without fp16 arithmetic
             # emulate it: 68x slower than fp32 (conv32, width 64, batch 64, AVX-512 CPU).
             warnings.warn("--precision fp16 on CPU is much slower than fp32 on most CPUs; "
@@ -161,10 +164,10 @@ class Trainer:
         self.knobs = default_knobs()
         self.last_stats: dict[str, float] = {}
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
-            config.precision]
+            self.precision]
         # fp16 needs loss scaling (small gradients flush to zero); every optimizer step is
         # followed by one scaler.update(), which GradScaler requires (see _d_pass).
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         # Batch norm in D normalizes with batch statistics: after a D update on joint real+fake
         # batches, a fake-only batch in the G step would be normalized differently and D's
         # verdict would not be the one it was trained to give. Then the G step feeds the

@@ -188,10 +188,24 @@ def choose_threads(current: int | None = None, environ: Mapping[str, str] | None
     return current, f"of {_cores(usable, 'usable ')}"
 
 
-def apply_threads() -> str:
-    """Set torch's thread count to choose_threads()'s and return it for the run header,
-    e.g. 'threads 2 (of 2 usable cores)'."""
+def apply_threads() -> tuple[int, str]:
+    """Set torch's thread count to choose_threads()'s (at the start of a training) and return
+    that choice."""
     threads, why = choose_threads()
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
-    return f"threads {threads} ({why})"
+    return threads, why
+
+
+def run_header(precision: str, precision_reason: str, channels_last: bool,
+               device: torch.device | str) -> list[str]:
+    """The run header's lines on the speed settings and why, e.g. 'precision bf16 (auto: this
+    CPU has AVX512_BF16; ...)' and 'channels-last (oneDNN ...), threads 2 (of 2 usable cores)'."""
+    if channels_last:
+        fast, why = choose_channels_last(device)
+        layout = f"channels-last ({why if fast else 'as configured'})"
+    else:
+        layout = "channels-first (channels_last off)"
+    threads, threads_why = choose_threads()  # after apply_threads: the count in use
+    return [f"precision {precision} ({precision_reason})",
+            f"{layout}, threads {threads} ({threads_why})"]

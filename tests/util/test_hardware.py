@@ -160,7 +160,26 @@ def test_apply_threads_sets_torch(monkeypatch, tmp_path, cores):
     try:
         torch.set_num_threads(3)
         assert hardware.apply_threads() == (
-            "threads 1 (lowered from 3: the container's CPU quota allows 1 core)")
+            1, "lowered from 3: the container's CPU quota allows 1 core")
         assert torch.get_num_threads() == 1
+        # the header then describes the count in use
+        assert hardware.run_header("fp32", "as requested", False, "cpu") == [
+            "precision fp32 (as requested)",
+            "channels-first (channels_last off), threads 1 (of 1 usable core)"]
     finally:
         torch.set_num_threads(before)
+
+
+def test_run_header_names_every_choice_and_why(cpu, monkeypatch, tmp_path, cores):
+    cpu(ZEN4_FLAGS)
+    cores(2)
+    monkeypatch.setattr(hardware, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    precision, why = hardware.choose_precision("auto", "cpu")
+    assert hardware.run_header(precision, why, True, "cpu") == [
+        f"precision bf16 ({why})",
+        "channels-last (oneDNN runs NHWC convolutions without layout reorders), "
+        f"threads {torch.get_num_threads()} (OMP_NUM_THREADS=2)"]
+    assert hardware.run_header("fp32", "x", True, "mps")[1].startswith(
+        "channels-last (as configured)")
