@@ -48,7 +48,7 @@ def variants(precision: str, with_compile: bool) -> dict[str, dict[str, Any]]:
 
 def measure(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
     from benchmarks.reference import ReferenceLoop, endless, make_loader
-    from benchmarks.worker import _engine_trainer
+    from benchmarks.worker import _engine_trainer, count_flops
     from gan_zoo.training.assembly import build
 
     torch.set_num_threads(args.threads)
@@ -68,6 +68,10 @@ def measure(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
             if "patch" in v:
                 v["patch"](trainer)
             steppers[label] = trainer.train_step
+    flops: dict[str, float] = {}  # per step, counted once outside the timed rounds
+    for label, step in steppers.items():
+        if "compile" not in label:  # a compiled graph hides its ops; it is the eager network
+            flops[label] = count_flops(step)
     for label, step in steppers.items():  # warm-up (compilation happens here)
         t = time.perf_counter()
         for _ in range(args.warmup):
@@ -83,15 +87,31 @@ def measure(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         log(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in cpu.items()))
     ref_s = statistics.median(cpu["reference (DCGAN example)"])
     rows = {k: {"cpu_s_per_step": statistics.median(v), "speedup_vs_reference": ref_s / statistics.median(v),
-                "rounds": [round(x, 4) for x in v]} for k, v in cpu.items()}
+                "precision": precision_of(k), "rounds": [round(x, 4) for x in v],
+                "flops_per_step": flops.get(k) or flops.get(f"engine {precision_of(k)} (defaults)")}
+            for k, v in cpu.items()}
     return {"arch": args.arch, "batch": args.batch, "threads": args.threads, "rows": rows}
 
 
-def table(result: dict[str, Any]) -> list[str]:
+def precision_of(label: str) -> str:
+    """'engine bf16 (defaults)' and 'bf16: ...' are bf16; the reference is fp32."""
+    if label.startswith("engine "):
+        return label.split()[1]
+    return label.split(":")[0] if ":" in label else "fp32"
+
+
+def table(result: dict[str, Any], peaks: dict[str, float] | None = None) -> list[str]:
+    """Markdown rows; `peaks` (GFLOP/s per precision at the levers' thread count, from the
+    roofline) adds each variant's FLOP rate as a % of the convolution peak in its precision."""
+    from benchmarks.roofline import percent
+
     rows = result["rows"]
     lines = [f"CPU seconds per step, {result['arch']}, batch {result['batch']}, "
-             f"{result['threads']} thread(s), median of interleaved rounds.", "",
-             "| variant | CPU s/step | speed vs reference | effect of the lever |", "|---|---|---|---|"]
+             f"{result['threads']} thread(s), median of interleaved rounds. % of peak: FLOPs "
+             "per step (FlopCounterMode) / CPU s per step over the convolution peak at the same "
+             "thread count in the row's precision.", "",
+             "| variant | CPU s/step | speed vs reference | effect of the lever | GFLOP/image "
+             "| % of peak |", "|---|---|---|---|---|---|"]
     defaults = {k.split()[1]: v for k, v in rows.items() if k.endswith("(defaults)")}
     for name, r in rows.items():
         effect = ""
@@ -103,7 +123,11 @@ def table(result: dict[str, Any]) -> list[str]:
             effect = f"defaults are {ratio:.2f}× faster"
             if "compile" in name:
                 effect = f"--compile is {1 / ratio:.2f}× the defaults' speed"
-        lines.append(f"| {name} | {r['cpu_s_per_step']:.3f} | {r['speedup_vs_reference']:.2f}× | {effect} |")
+        flops = r.get("flops_per_step")
+        per_image = "–" if not flops else f"{flops / result['batch'] / 1e9:.2f}"
+        pct = percent(flops and flops / r["cpu_s_per_step"], (peaks or {}).get(r.get("precision", "")))
+        lines.append(f"| {name} | {r['cpu_s_per_step']:.3f} | {r['speedup_vs_reference']:.2f}× | {effect} "
+                     f"| {per_image} | {pct} |")
     return lines
 
 
@@ -126,9 +150,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks import roofline
+
     args = parse(argv)
     result = measure(args, lambda m: print(m, file=sys.stderr, flush=True))
-    print("\n".join(table(result)))
+    peaks = roofline.measure("cpu", args.threads, "quick")["conv_peak"]  # for the % of peak
+    print("\n".join(table(result, peaks)))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)

