@@ -15,12 +15,14 @@ import math
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gan_zoo
 from gan_zoo import Architecture, Discriminator, Generator, Options
+from gan_zoo.util import fastconv
 
 _WIDTH_HELP = ("channel multiplier: G's last feature map and D's first conv have this many "
                "channels; each scale doubles it (capped at max_channels)")
@@ -62,6 +64,23 @@ def _activation(kind: str) -> nn.Module:
     return nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.2, inplace=True)
 
 
+class _Conv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters and state_dict) whose bf16 CPU products on small maps go
+    through gan_zoo.util.fastconv's matmuls; the same result up to bf16 rounding."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = fastconv.conv2d(self, x)
+        return super().forward(x) if y is None else y
+
+
+class _ConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d, with fastconv's backward on small maps in bf16 on CPU."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        y = fastconv.conv_transpose2d(self, x) if output_size is None else None
+        return super().forward(x, output_size) if y is None else y
+
+
 def _dcgan_init(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
@@ -98,7 +117,7 @@ class ConvGenerator(Generator):
             c_out = 3 if last else chans[i + 1]
             if o.g_block == "transpose":
                 # Output side = 2 * input side for kernel 4 (pad 1) and kernel 5 (pad 2, out_pad 1).
-                layers.append(nn.ConvTranspose2d(
+                layers.append(_ConvTranspose2d(
                     c_in, c_out, o.g_kernel, 2, pad, output_padding=o.g_kernel % 2,
                     bias=last or not norm))
             else:
@@ -136,7 +155,7 @@ class ConvDiscriminator(Discriminator):
             stride = 2 if i < n_down else 1
             # Batch norm on every block but the first, as DCGAN.
             bn = o.d_norm == "batch" and i > 0
-            layers.append(sn(nn.Conv2d(c_in, c_out, o.d_kernel, stride, (o.d_kernel - 1) // 2,
+            layers.append(sn(_Conv2d(c_in, c_out, o.d_kernel, stride, (o.d_kernel - 1) // 2,
                                        bias=not bn)))
             if bn:
                 layers.append(nn.BatchNorm2d(c_out))
@@ -150,7 +169,16 @@ class ConvDiscriminator(Discriminator):
             _dcgan_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.logit(torch.flatten(self.features(x), 1)).squeeze(1)
+        h = self.features(x)
+        if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(
+                memory_format=torch.channels_last):
+            # Channels-last: flatten in (h, w, c) memory order (a view; flatten() would copy to
+            # (c, h, w) and send its gradient back in the other layout) with the logit's weight
+            # columns put in the same order; the same sum.
+            n, c, s1, s2 = h.shape
+            w = self.logit.weight.view(1, c, s1, s2).permute(0, 2, 3, 1).reshape(1, -1)
+            return F.linear(h.permute(0, 2, 3, 1).reshape(n, -1), w, self.logit.bias).squeeze(1)
+        return self.logit(torch.flatten(h, 1)).squeeze(1)
 
 
 class _ConvArchitecture(Architecture):
