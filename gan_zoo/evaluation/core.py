@@ -224,6 +224,8 @@ class EvalContext:
     # Load an Inception file that is not a known export: only the command line's
     # --trust-weights sets this (never a config, recipe or run); see evaluation/weights.py.
     trust_weights: bool = False
+    # Inception's precision: "auto" (bf16 where the hardware has bf16 units), "fp32", "bf16".
+    precision: str = "auto"
     _extractors: dict[tuple, FeatureExtractor] = field(default_factory=dict, repr=False)
     _real: dict[tuple, RealStats] = field(default_factory=dict, repr=False)
     _fake: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
@@ -245,9 +247,12 @@ class EvalContext:
                   ) -> FeatureExtractor:
         key = (name, mode, weights)
         if key not in self._extractors:
-            self._extractors[key] = self.extractor_factory(
+            fx = self.extractor_factory(
                 name, mode=mode, weights=weights, device=self.device, workers=self.workers,
-                trust_weights=self.trust_weights)
+                trust_weights=self.trust_weights, precision=self.precision)
+            if getattr(fx, "precision_reason", None):
+                self.log(f"{name} features in {fx.precision} ({fx.precision_reason})")
+            self._extractors[key] = fx
         return self._extractors[key]
 
     def real_stats(self, extractor: FeatureExtractor, limit: int | None = None) -> RealStats:

@@ -47,7 +47,7 @@ from .weights import MODES, find_weights, read_weights
 def fid(target: str, other: str | None, data: str | None, n: int | None, mode: str, kid: bool,
         as_json: bool, best: bool, no_ema: bool, inception_weights: str | None,
         trust_weights: bool, max_real: int | None, seed: int, batch_size: int,
-        workers: int | None, device: str, no_log: bool) -> None:
+        workers: int | None, precision: str, device: str, no_log: bool) -> None:
     """FID of a run/checkpoint vs image folder (or its training data), or of two folders."""
     started = (time.perf_counter(), time.process_time())
     # First, and before importing PyTorch (seconds): with no weights, or weights that are not
@@ -65,7 +65,7 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
     echo = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     tgt = open_target(target, other, command="fid", data=data, best=best, no_ema=no_ema,
                       device=device, seed=seed, batch_size=batch_size, workers=workers, log=echo,
-                      trust_weights=trust_weights)
+                      trust_weights=trust_weights, precision=precision)
     values = evaluate(metrics, tgt.context, taken=RECORD_KEYS)
     record: dict[str, Any] = {**tgt.record, **values, **inception_record(tgt.context)}
     logged = finish(tgt, record, "fid", no_log, started)
@@ -73,7 +73,8 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
         click.echo(json.dumps(record))
         return
     click.echo(f"FID {values['fid']:.4f}  (N={values['fid_n']} generated vs "
-               f"{values['fid_n_real']} real; mode {mode}; {escape(os.path.basename(weights.path))})")
+               f"{values['fid_n_real']} real; mode {mode}; {record['features_precision']}; "
+               f"{escape(os.path.basename(weights.path))})")
     if kid:
         click.echo(f"KID {values['kid']:.6f} ± {values['kid_std']:.6f}  (N={values['kid_n']})")
     echo(f"{time.perf_counter() - started[0]:.1f}s"
