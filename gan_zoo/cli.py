@@ -331,24 +331,45 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights, not the EMA.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
+              show_default=True,
+              help="auto: bf16 where the hardware runs it fast (conv64: 1.7x faster; pixels "
+              "within about 1/255 of fp32's), else fp32.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Images generated at once.")
 def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
-           device: str) -> None:
+           device: str, precision: str, batch_size: int) -> None:
     """Generate images from a run directory or checkpoint file.
 
     Images are made and written one batch at a time: -n 1000000 needs the memory of -n 64.
     --out x.npy is one array at exactly that path; x.png one grid of at most 4096 images and
     64 megapixels; a name without suffix a new folder of 000000.png, 000001.png, ... (an
-    existing folder must be empty). Each is written under a temporary name beside it and
-    renamed when complete: it appears whole or not at all."""
+    existing folder must be empty), encoded by a thread pool while the next batch is made.
+    Each is written under a temporary name beside it and renamed when complete: it appears
+    whole or not at all. The same seed, precision and batch size give the same images in
+    every form."""
+    import time
+
+    import torch
+
     from . import api
-    from .data.sample_output import check_out, sample_to
+    from .data.sample_output import check_out, sample_precision, sample_to
     from .training.trainer import resolve_device
+    from .util.hardware import choose_channels_last
 
     check_out(out, n)  # before loading anything
     dev = resolve_device(device)
+    chosen, why = sample_precision(precision, dev)
     generator, meta = api.load_generator(target, "best" if best else "latest", dev, not no_ema)
-    path = sample_to(generator, n, out, seed=seed)
-    click.echo(f"wrote {n} images from {meta['path']} (step {meta['step']}) to {path}")
+    if choose_channels_last(dev)[0]:  # faster convolutions, the same images (measured)
+        generator = generator.to(memory_format=torch.channels_last)
+    start = time.perf_counter()
+    path = sample_to(generator, n, out, seed=seed, batch_size=batch_size, precision=chosen)
+    seconds = time.perf_counter() - start
+    # Paths come from the user and from checkpoint metadata: escaped like every other message.
+    click.echo(escape(f"wrote {n} images from {meta['path']} (step {meta['step']}) to {path} "
+                      f"in {seconds:.1f}s ({n / max(seconds, 1e-9):.0f} images/s), {chosen} "
+                      f"({why})"))
 
 
 # ---------------------------------------------------------------------------- list / show

@@ -14,6 +14,7 @@ sample grids each give a page (with a note) or one message: never a traceback, n
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -69,16 +70,51 @@ def test_npy_of_any_suffix_case_is_written_at_exactly_the_reported_path(run_dir,
     assert arr.shape == (5, 32, 32, 3) and arr.dtype == np.uint8
 
 
-def test_every_form_holds_the_same_images_as_api_sample(run_dir, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_every_form_holds_the_same_images_as_api_sample(run_dir, tmp_path, precision):
+    """The command (channels-last where that is fast) gives api.sample's images (contiguous)
+    for the same seed, precision and batch size."""
     generator, _ = api.load_generator(run_dir)
-    expected = (((api.sample(generator, 7, seed=3) + 1) * 127.5).round()
-                .permute(0, 2, 3, 1).to(torch.uint8).numpy())
-    assert invoke("sample", run_dir, "-n", 7, "--seed", 3, "--out", tmp_path / "a.npy")[0] == 0
-    assert invoke("sample", run_dir, "-n", 7, "--seed", 3, "--out", tmp_path / "f")[0] == 0
+    expected = (((api.sample(generator, 7, seed=3, batch_size=4, precision=precision) + 1)
+                 * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8).numpy())
+    same = ("-n", 7, "--seed", 3, "--batch-size", 4, "--precision", precision)
+    assert invoke("sample", run_dir, *same, "--out", tmp_path / "a.npy")[0] == 0
+    assert invoke("sample", run_dir, *same, "--out", tmp_path / "f")[0] == 0
     assert np.array_equal(np.load(tmp_path / "a.npy"), expected)
     pngs = sorted((tmp_path / "f").iterdir())
     assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(7)]
     assert np.array_equal(np.stack([np.asarray(Image.open(p)) for p in pngs]), expected)
+
+
+def test_the_sample_line_names_the_precision_and_escapes_the_paths(run_dir, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setattr("gan_zoo.util.hardware.bf16_fast", lambda d: (False, "no bf16 units"))
+    out = tmp_path / "bell\x07.npy"
+    code, output = invoke("sample", run_dir, "-n", 2, "--out", out)
+    assert code == 0 and out.is_file()
+    assert "\x07" not in output and "bell\\x07.npy" in output  # shown, not rung
+    assert "fp32 (auto: no bf16 units)" in output and "images/s" in output
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (("--batch-size", "0"), "'--batch-size': 0 is not in the range 1<=x<=4096"),
+    (("--precision", "fp16"), "'--precision': 'fp16' is not one of 'auto', 'fp32', 'bf16'"),
+])
+def test_bad_sample_options_are_one_message(run_dir, tmp_path, args, text):
+    code, output = invoke("sample", run_dir, "-n", 2, *args, "--out", tmp_path / "a.npy")
+    assert code == 2 and text in output
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_while_encoding_is_one_message_and_leaves_nothing(run_dir, tmp_path,
+                                                                      monkeypatch):
+    def full(folder, first, images):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("gan_zoo.data.sample_output._save_pngs", full)
+    code, output = invoke("sample", run_dir, "-n", 9, "--out", tmp_path / "f")
+    assert code != 0 and "No space left on device" in output
+    assert not list(tmp_path.iterdir())
 
 
 def test_streaming_draws_the_same_images_as_drawing_every_latent_at_once(run_dir):
