@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         TrainState,
     )
     from .options import Options
+    from .util.fastconv import FastConv2d, FastConvTranspose2d
 
 __version__ = "0.1.0"
 # Bumped when a hook or interface changes incompatibly; see docs/plugins.md.
@@ -41,9 +42,16 @@ def _options() -> ModuleType:
     return options
 
 
+def _fastconv() -> ModuleType:
+    from .util import fastconv
+
+    return fastconv
+
+
 _LAZY = {name: _interfaces for name in (
     "Architecture", "Augmentation", "Component", "Discriminator", "Generator", "Loss", "Metric",
-    "Schedule", "TrainState")} | {"Options": _options}
+    "Schedule", "TrainState")} | {"Options": _options, "FastConv2d": _fastconv,
+                                   "FastConvTranspose2d": _fastconv}
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
@@ -57,6 +65,8 @@ __all__ = [
     "Augmentation",
     "Component",
     "Discriminator",
+    "FastConv2d",
+    "FastConvTranspose2d",
     "GanZooError",
     "GanZooWarning",
     "Generator",

@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gan_zoo
-from gan_zoo import Architecture, Discriminator, Generator, Options
-from gan_zoo.util import fastconv
+from gan_zoo import Architecture, Discriminator, FastConv2d, FastConvTranspose2d, Generator, Options
 
 _WIDTH_HELP = ("channel multiplier: G's last feature map and D's first conv have this many "
                "channels; each scale doubles it (capped at max_channels)")
@@ -64,23 +63,6 @@ def _activation(kind: str) -> nn.Module:
     return nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.2, inplace=True)
 
 
-class _Conv2d(nn.Conv2d):
-    """nn.Conv2d (same parameters and state_dict) whose bf16 CPU products on small maps go
-    through gan_zoo.util.fastconv's matmuls; the same result up to bf16 rounding."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = fastconv.conv2d(self, x)
-        return super().forward(x) if y is None else y
-
-
-class _ConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d, with fastconv's backward on small maps in bf16 on CPU."""
-
-    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        y = fastconv.conv_transpose2d(self, x) if output_size is None else None
-        return super().forward(x, output_size) if y is None else y
-
-
 def _dcgan_init(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
@@ -117,7 +99,7 @@ class ConvGenerator(Generator):
             c_out = 3 if last else chans[i + 1]
             if o.g_block == "transpose":
                 # Output side = 2 * input side for kernel 4 (pad 1) and kernel 5 (pad 2, out_pad 1).
-                layers.append(_ConvTranspose2d(
+                layers.append(FastConvTranspose2d(
                     c_in, c_out, o.g_kernel, 2, pad, output_padding=o.g_kernel % 2,
                     bias=last or not norm))
             else:
@@ -155,7 +137,7 @@ class ConvDiscriminator(Discriminator):
             stride = 2 if i < n_down else 1
             # Batch norm on every block but the first, as DCGAN.
             bn = o.d_norm == "batch" and i > 0
-            layers.append(sn(_Conv2d(c_in, c_out, o.d_kernel, stride, (o.d_kernel - 1) // 2,
+            layers.append(sn(FastConv2d(c_in, c_out, o.d_kernel, stride, (o.d_kernel - 1) // 2,
                                        bias=not bn)))
             if bn:
                 layers.append(nn.BatchNorm2d(c_out))

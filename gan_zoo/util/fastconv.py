@@ -183,3 +183,21 @@ def conv_transpose2d(module: torch.nn.ConvTranspose2d, x: Tensor) -> Tensor | No
         return None
     with torch.autocast("cpu", enabled=False):
         return _ConvTranspose.apply(_bf16(x), _bf16(module.weight), _bf16(module.bias))
+
+
+class FastConv2d(torch.nn.Conv2d):
+    """torch.nn.Conv2d (the same parameters and state_dict) whose bf16 CPU products on small
+    maps go through this module's matmuls: the same result up to bf16 rounding, faster where
+    oneDNN's kernels are slow. Anywhere else it is the plain convolution."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = conv2d(self, x)
+        return super().forward(x) if y is None else y
+
+
+class FastConvTranspose2d(torch.nn.ConvTranspose2d):
+    """torch.nn.ConvTranspose2d with this module's bf16 CPU backward on small maps."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        y = conv_transpose2d(self, x) if output_size is None else None
+        return super().forward(x, output_size) if y is None else y

@@ -4,13 +4,16 @@ applies, exact under double backward (R1)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import Tensor, nn
 
+from gan_zoo import FastConv2d as _Conv2d
+from gan_zoo import FastConvTranspose2d as _ConvTranspose2d
 from gan_zoo.training.assembly import build
 from gan_zoo.util import fastconv
-from plugins.conv import _Conv2d, _ConvTranspose2d
 
 CL = torch.channels_last
 
@@ -115,9 +118,9 @@ def test_channels_last_discriminator_logit_is_the_flattened_one():
 def _plain_modules(monkeypatch) -> None:
     """Build conv architectures with torch's own convolution classes (the modules before the
     fast path existed), as a checkpoint written by an older gan-zoo holds."""
-    import plugins.conv as conv_plugin
-    monkeypatch.setattr(conv_plugin, "_Conv2d", nn.Conv2d)
-    monkeypatch.setattr(conv_plugin, "_ConvTranspose2d", nn.ConvTranspose2d)
+    conv_plugin = sys.modules[type(build("arch", "conv32", {})).__module__]  # as registered
+    monkeypatch.setattr(conv_plugin, "FastConv2d", nn.Conv2d)
+    monkeypatch.setattr(conv_plugin, "FastConvTranspose2d", nn.ConvTranspose2d)
 
 
 @pytest.mark.parametrize("d_norm", ["batch", "spectral"])
