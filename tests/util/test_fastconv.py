@@ -18,6 +18,20 @@ from gan_zoo.util import fastconv
 CL = torch.channels_last
 
 
+@pytest.fixture(autouse=True)
+def _narrow_layers_take_the_fast_path(monkeypatch):
+    """Small test layers go through the fast path (real ones need MIN_CHANNELS)."""
+    monkeypatch.setattr(fastconv, "MIN_CHANNELS", 1)
+
+
+def test_layers_narrower_than_min_channels_take_the_plain_path(monkeypatch):
+    monkeypatch.setattr(fastconv, "MIN_CHANNELS", 16)
+    x = torch.randn(2, 8, 8, 8).to(torch.bfloat16, memory_format=CL)
+    narrow, wide = _Conv2d(8, 16, 4, 2, 1).to(torch.bfloat16), _Conv2d(16, 16, 4, 2, 1).to(torch.bfloat16)
+    assert fastconv.conv2d(narrow, x) is None
+    assert fastconv.conv2d(wide, torch.randn(2, 16, 8, 8).to(torch.bfloat16, memory_format=CL)) is not None
+
+
 def _run(module: nn.Module, x: Tensor, fast: bool, autocast: bool):
     """Output and gradients (input, weight, bias) in float32, for one fixed output gradient."""
     module.zero_grad(set_to_none=True)
