@@ -23,7 +23,6 @@ complete in --out is reused.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -160,10 +159,7 @@ def fid_by_step(args: argparse.Namespace) -> dict[tuple[str, int], dict[int, flo
     from gan_zoo.training.rundir import RunDir
 
     metric = build_metric("fid", {"n": args.n_fid, "max_real": args.max_real})
-    # Inception in fp32 for every run, so only the training precision differs (contexts from
-    # before evaluation had a precision setting run it in fp32 anyway).
-    fp32 = {"precision": "fp32"} if "precision" in {
-        f.name for f in dataclasses.fields(EvalContext)} else {}
+    # Inception in fp32 for every run, so only the training precision differs.
     context: EvalContext | None = None
     out: dict[tuple[str, int], dict[int, float]] = {}
     for seed in args.seeds:
@@ -174,7 +170,8 @@ def fid_by_step(args: argparse.Namespace) -> dict[tuple[str, int], dict[int, flo
                 if context is None:
                     data = load_folder(args.data, G.resolution)
                     context = EvalContext(generator=G, reference=ArraySource(data.images),
-                                          log=lambda m: print(m, file=sys.stderr), **fp32)
+                                          log=lambda m: print(m, file=sys.stderr),
+                                          precision="fp32")
                 else:
                     context.new_samples(G)
                 t0 = time.process_time()
