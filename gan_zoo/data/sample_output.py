@@ -117,10 +117,7 @@ def sample_precision(requested: str, device: str | torch.device) -> tuple[str, s
     if requested not in PRECISIONS:
         raise UsageError(f"precision {shown(str(requested), 40)}: use one of "
                          f"{', '.join(PRECISIONS)}")
-    if requested != "auto":
-        return requested, "as requested"
-    fast, why = hardware.bf16_fast(device)
-    return ("bf16" if fast else "fp32"), f"auto: {why}"
+    return hardware.choose_precision(requested, device, claim="")
 
 
 # no_grad, not inference_mode: the same speed here (measured), and inference tensors handed to

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import GanZooError, UsageError
-from ..util.hardware import bf16_fast
+from ..util.hardware import choose_precision
 from ..util.textsafe import shown
 from .fast_inception import fast_layers
 from .weights import MODES, WeightsFile, find_weights, read_weights
@@ -186,10 +186,7 @@ class InceptionExtractor(FeatureExtractor):
                 raise UsageError("bf16 Inception features need the FID Inception network; this "
                                  "file's network runs only as it is (fp32)")
             return "fp32", "the file's own network (not the known FID Inception tree)"
-        if requested != "auto":
-            return requested, "as requested"
-        fast, why = bf16_fast(device)
-        return ("bf16", f"auto: {why}") if fast else ("fp32", f"auto: {why}")
+        return choose_precision(requested, device, claim="")
 
     @property
     def dtype(self) -> torch.dtype:

@@ -88,15 +88,20 @@ def bf16_fast(device: torch.device | str) -> tuple[bool, str]:
     return False, f"bf16 speed on {device.type} devices is unknown"
 
 
-def choose_precision(requested: str, device: torch.device | str) -> tuple[str, str]:
+TRAINING_BF16_CLAIM = "same FID as fp32 within seed noise"
+
+
+def choose_precision(requested: str, device: torch.device | str,
+                     claim: str = TRAINING_BF16_CLAIM) -> tuple[str, str]:
     """The concrete precision ('fp32', 'bf16' or 'fp16') for `requested` ('auto' or one of
-    those) on `device`, and a one-line reason. Only 'auto' is decided here; a precision the
-    user named is kept as is."""
+    those) on `device`, and a one-line reason (with `claim`, what was measured of bf16 for
+    this use, when auto picks it). Only 'auto' is decided here; a precision the user named
+    is kept as is. Training, sampling and Inception features all decide through this."""
     if requested != "auto":
         return requested, "as requested"
     fast, why = bf16_fast(device)
     if fast:
-        return "bf16", f"auto: {why}; same FID as fp32 within seed noise"
+        return "bf16", f"auto: {why}" + (f"; {claim}" if claim else "")
     return "fp32", f"auto: {why}"
 
 

@@ -202,7 +202,7 @@ def test_precision_choice_and_cache_ids(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(features_mod, "CPU_CHUNK_BYTES", features_mod.STEM_ELEMENTS * 4 * 2)
     np.testing.assert_allclose(fp32.extract(images), a, rtol=1e-5, atol=1e-6)
     for fast, want in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(features_mod, "bf16_fast", lambda device, f=fast: (f, "test CPU"))
+        monkeypatch.setattr("gan_zoo.util.hardware.bf16_fast", lambda device, f=fast: (f, "test CPU"))
         auto = extractor(path, "auto")
         assert auto.precision == want and auto.precision_reason == "auto: test CPU"
         assert auto.cache_id() == (bf16 if fast else fp32).cache_id()
