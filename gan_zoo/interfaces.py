@@ -1,7 +1,7 @@
 """The component interfaces every plugin implements.
 
-Five kinds of component exist: architectures (a generator/discriminator pair), losses,
-schedules, augmentations and metrics. Each is a class with a global ``name``, an ``Options``
+The kinds of component are listed in gan_zoo.kinds: architectures (a generator/discriminator
+pair), losses, schedules, augmentations and metrics. Each is a class with a global ``name``, an ``Options``
 pydantic model (extra fields forbidden, every field described) and is built from validated
 options. See docs/plugins.md for the full contracts.
 """
@@ -63,12 +63,28 @@ class Generator(nn.Module, ABC):
         """Standard normal latents; override for other priors."""
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
+    def regularizer(self, step: int, batch_size: int) -> dict[str, Tensor]:
+        """Extra terms this generator adds to G's loss (StyleGAN2's path-length penalty).
+
+        Called in every G step after the adversarial loss, under the run's autocast, with the
+        0-based step index and the step's batch size; returns ``{name: 0-dim tensor}``, already
+        weighted (scale a lazy term by its interval), or ``{}`` on steps it skips. The engine
+        adds them to G's loss and logs each as ``aux_<name>``. State it keeps (a running mean)
+        must live in buffers so resume is exact. Default: no terms.
+        """
+        return {}
+
 
 class Discriminator(nn.Module, ABC):
     """Maps images (N, channels, resolution, resolution) in [-1, 1] to one logit each, shape (N,)."""
 
     resolution: int
     channels: int
+    # Names of auxiliary losses this D computes on real images (FastGAN's reconstruction
+    # decoders). When non-empty, D's updates call ``forward(x, aux=n)``, the first n images of
+    # x being real, and forward returns ``(logits, {name: 0-dim loss})``; the engine adds the
+    # losses to D's loss and logs each as ``aux_<name>``. Every other call is ``forward(x)``.
+    aux_losses: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...
@@ -106,6 +122,11 @@ class Loss(Component):
     """
 
     kind: ClassVar[str] = "loss"
+    # Relativistic losses (Jolicoeur-Martineau 2019) compare real and fake logits of the same
+    # step: then G's step also runs D on the step's real images and passes their logits as
+    # generator_loss(fake_logits, real_logits), and D's terms are only used together
+    # (discriminator_loss), so --d-update alternating is refused.
+    relativistic: ClassVar[bool] = False
 
     @abstractmethod
     def real_loss(self, real_logits: Tensor, real_target: float = 1.0) -> Tensor:
@@ -116,8 +137,10 @@ class Loss(Component):
         """D's loss on generated images (scalar)."""
 
     @abstractmethod
-    def generator_loss(self, fake_logits: Tensor) -> Tensor:
-        """G's loss given D's logits on generated images (scalar)."""
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        """G's loss given D's logits on generated images (scalar). ``real_logits`` (D's
+        logits on the step's real images, no gradient) is passed only to relativistic losses;
+        other losses may leave the parameter out."""
 
     def discriminator_loss(
         self, real_logits: Tensor, fake_logits: Tensor, real_target: float = 1.0

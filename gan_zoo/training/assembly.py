@@ -72,4 +72,8 @@ def build_components(config: TrainConfig) -> Components:
         augments=[build("augment", n, opts.get(n)) for n in config.augment],  # type: ignore[misc]
     )
     check_knob_owners(comps.schedules)
+    if comps.loss.relativistic and config.d_update == "alternating":
+        raise UsageError(
+            f"loss {config.loss!r} is relativistic (it compares real and fake logits of the same "
+            "step), so it cannot run with --d-update alternating; use separate or joint")
     return comps

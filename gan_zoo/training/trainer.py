@@ -254,7 +254,7 @@ class Trainer:
                 with torch.no_grad(), self._autocast():
                     d_fake = G(G.sample_latent(n_d, device=self.device))
             out = self.d_update(d_real, d_fake)
-        loss_g = self.g_update(real, fake)
+        loss_g, aux_g = self.g_update(real, fake)
         if self.ema is not None:
             self.ema.update(G, self.step)
         self.guard.check_state(self.step + 1)
@@ -265,6 +265,8 @@ class Trainer:
             **d_output_stats(out["real_logits"], out["fake_logits"],
                              self.c.loss.decision_threshold()),
             "d_steps": float(d_steps),
+            # Architectures' auxiliary terms (Discriminator.aux_losses, Generator.regularizer).
+            **{f"aux_{k}": v.item() for k, v in {**out["aux"], **aux_g}.items()},
         }
         stats = self.dist.mean_stats(stats)  # schedules read the same numbers on every rank
         self.step += 1
@@ -277,31 +279,46 @@ class Trainer:
         """One D update: one optimizer step per pass of the mode (D_PASSES; see _d_pass)."""
         real_in = self._d_input(real, "real", augment_fake=False)
         fake_in = self._d_input(fake, "fake", augment_fake=True)
-        losses, logits = [], {}
+        losses, logits, aux = [], {}, {}
         for p in D_PASSES[self.config.d_update]:
-            loss, seen = self._d_pass(p, real_in, fake_in)
+            loss, seen, terms = self._d_pass(p, real_in, fake_in)
             losses.append(loss)
             logits.update(seen)
-        return {"loss_d": sum(losses[1:], losses[0]), **logits}
+            aux.update(terms)
+        return {"loss_d": sum(losses[1:], losses[0]), **logits, "aux": aux}
+
+    def _d_logits(self, D: nn.Module, x: Tensor, n_real: int, aux: dict[str, Tensor]) -> Tensor:
+        """D's logits on x (float32). A D that declares auxiliary losses computes them on the
+        real images (the first n_real of x) in the same forward; they are added to aux."""
+        if n_real and self.D.aux_losses:
+            logits, terms = D(x, aux=n_real)
+            unknown = set(terms) - set(self.D.aux_losses)
+            if unknown:
+                raise TypeError(f"{type(self.D).__name__} returned auxiliary losses "
+                                f"{sorted(unknown)} not named in its aux_losses")
+            aux.update(terms)
+            return logits.float()
+        return D(x).float()
 
     def _d_pass(self, p: DPass, real_in: Tensor, fake_in: Tensor
-                ) -> tuple[Tensor, dict[str, Tensor]]:
+                ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Forward, the pass's regularizers, the non-finite check, then one scaled backward, one
         step and one scaler update: GradScaler refuses a second step before update()."""
         # D's logits come through the DDP wrapper (gradients averaged over ranks); penalties and
         # R1 call the plain D, whose extra uses of the weights add to the same gradients.
         loss_fn, cfg, D = self.c.loss, self.config, self.D_train
         self.opt_d.zero_grad(set_to_none=True)
+        aux: dict[str, Tensor] = {}
         with self._autocast():
             if p.joint:
-                both = D(torch.cat([real_in, fake_in])).float()
+                both = self._d_logits(D, torch.cat([real_in, fake_in]), len(real_in), aux)
                 logits = {"real_logits": both[: len(real_in)], "fake_logits": both[len(real_in):]}
             else:
                 logits = {}
                 if p.real:
-                    logits["real_logits"] = D(real_in).float()
+                    logits["real_logits"] = self._d_logits(D, real_in, len(real_in), aux)
                 if p.fake:
-                    logits["fake_logits"] = D(fake_in).float()
+                    logits["fake_logits"] = self._d_logits(D, fake_in, 0, aux)
             if p.real and p.fake:
                 loss = loss_fn.discriminator_loss(logits["real_logits"], logits["fake_logits"],
                                                   cfg.real_label)
@@ -315,6 +332,8 @@ class Trainer:
                 penalty = loss_fn.penalty(self.D, real_in, fake_in.to(real_in.dtype))
                 if penalty is not None:
                     loss = loss + penalty
+            for term in aux.values():
+                loss = loss + term.float()
         unregularized = loss
         if p.r1 and cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
             loss = loss + self._r1(real_in) * cfg.r1_every
@@ -328,7 +347,8 @@ class Trainer:
         self.scaler.update()
         if fp16:
             loss = torch.where(torch.isfinite(loss), loss, unregularized)
-        return loss.detach(), {k: v.detach() for k, v in logits.items()}
+        return (loss.detach(), {k: v.detach() for k, v in logits.items()},
+                {k: v.detach().float() for k, v in aux.items()})
 
     def _r1(self, real: Tensor) -> Tensor:
         """R1 (Mescheder et al. 2018): gamma/2 * E ||grad_x D(x)||^2 on real images."""
@@ -347,28 +367,40 @@ class Trainer:
             (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
         return self.config.r1_gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
 
-    def g_update(self, real: Tensor, fake: Tensor) -> Tensor:
+    def g_update(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The generator's step through D, frozen so its weights get no gradient (its outputs
-        still do); returns G's loss."""
-        D = self.D
+        still do); returns G's adversarial loss and the generator's own regularizer terms."""
+        D, loss_fn = self.D, self.c.loss
         D.requires_grad_(False)
         try:
             with self._autocast():
                 fake_in = self._d_input(fake, "fake", augment_fake=True)
+                real_logits = None
                 if self.g_step_joint:
                     real_in = self._d_input(real, "real", augment_fake=False)
-                    g_logits = D(torch.cat([real_in, fake_in])).float()[len(real_in):]
+                    both = D(torch.cat([real_in, fake_in])).float()
+                    g_logits, real_logits = both[len(real_in):], both[: len(real_in)].detach()
                 else:
                     g_logits = D(fake_in).float()
-                loss_g = self.c.loss.generator_loss(g_logits)
-            self.guard.check_losses(self.step + 1, loss_g=loss_g.detach())
+                    if loss_fn.relativistic:  # its G term compares with D's view of reals
+                        with torch.no_grad():
+                            real_logits = D(self._d_input(real, "real", augment_fake=False)).float()
+                if loss_fn.relativistic:
+                    loss_g = loss_fn.generator_loss(g_logits, real_logits)
+                else:
+                    loss_g = loss_fn.generator_loss(g_logits)
+                extra = self.G.regularizer(self.step, len(fake))
+            total = loss_g
+            for term in extra.values():
+                total = total + term.float()
+            self.guard.check_losses(self.step + 1, loss_g=total.detach())
             self.opt_g.zero_grad(set_to_none=True)
-            self.scaler.scale(loss_g).backward()
+            self.scaler.scale(total).backward()
             self.scaler.step(self.opt_g)
             self.scaler.update()
         finally:
             D.requires_grad_(True)
-        return loss_g
+        return loss_g, {k: v.detach().float() for k, v in extra.items()}
 
     # ------------------------------------------------------------------ samples and checkpoints
     @torch.no_grad()
