@@ -29,7 +29,7 @@ from .training import checkpoint as ckpt
 from .training import distributed, restore
 from .training.assembly import build, build_components, build_recorded
 from .training.callbacks import Callbacks, Progress, progress_callback
-from .training.config import TrainConfig, make_config
+from .training.config import RUN_LENGTHS, TrainConfig, make_config
 from .training.rundir import RunDir, default_run_dir, refuse_empty_paths, resolve_checkpoint
 from .training.trainer import Trainer
 from .util.hardware import apply_threads
@@ -63,7 +63,7 @@ class TrainResult:
 
 
 def _open_run(config: TrainConfig | dict[str, Any] | None, out: str | os.PathLike | None,
-              resume: str | os.PathLike | None, steps: int | None, epochs: float | None,
+              resume: str | os.PathLike | None, length: dict[str, Any],
               log: Callable[[str], None]) -> tuple[TrainConfig, RunDir, tuple[dict, dict] | None]:
     """The config, run directory and (on resume) checkpoint of the run to train."""
     loaded: tuple[dict, dict] | None = None
@@ -74,10 +74,10 @@ def _open_run(config: TrainConfig | dict[str, Any] | None, out: str | os.PathLik
         if not run.config_path.exists():
             raise UsageError(f"--resume {str(resume)!r} is not a run directory (no config.toml)")
         values = read_toml(run.config_path)
-        if steps is not None or epochs is not None:
-            values.pop("steps", None)
-            values.pop("epochs", None)
-            values.update({"steps": steps} if steps is not None else {"epochs": epochs})
+        if length:  # a new run length replaces the saved one
+            for key in RUN_LENGTHS:
+                values.pop(key, None)
+            values.update(length)
         cfg = make_config(values, f"config of run {str(resume)!r}")
         try:
             path, tensors, meta, problems = run.latest_valid()
@@ -103,12 +103,14 @@ def prepare_training(
     resume: str | os.PathLike | None = None,
     steps: int | None = None,
     epochs: float | None = None,
+    minutes: float | None = None,
     callbacks: Callbacks | None = None,
     data: ImageArray | None = None,
     log: Callable[[str], None] | None = None,
     trust_weights: bool = False,
 ) -> Trainer:
-    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory).
+    """Assemble a Trainer: new run from a config, or continue `resume` (a run directory);
+    on resume, one of `steps`, `epochs` or `minutes` replaces the run's saved length.
 
     `trust_weights` (the command line's --trust-weights; never saved in the run) lets
     evaluation load an Inception file that is not a known export (docs/evaluation.md)."""
@@ -121,7 +123,11 @@ def prepare_training(
         log = lambda msg: None  # noqa: E731 -- rank 0 reports for every rank
     # Rank 0 opens the run; the other ranks get its config, directory and checkpoint (they may
     # be on machines that cannot see rank 0's disk).
-    cfg, run, loaded = dist.on_main(lambda: _open_run(config, out, resume, steps, epochs, log))
+    given = {"steps": steps, "epochs": epochs, "time_budget": minutes}
+    length = {k: v for k, v in given.items() if v is not None}
+    if len(length) > 1:
+        raise UsageError("give one run length (steps, epochs or minutes), not several")
+    cfg, run, loaded = dist.on_main(lambda: _open_run(config, out, resume, length, log))
     mine = cfg
     if resume is None and not dist.is_main:  # each rank's own command must match rank 0's
         mine = config if isinstance(config, TrainConfig) else make_config(dict(config or {}))
@@ -153,9 +159,11 @@ def prepare_training(
     # Steps after the checkpoint (on a new run: of an attempt that never saved one) are run,
     # and logged, again.
     run.rewind_metrics(trainer.step)
-    # The resolved config (with the total steps fixed) reruns the same training.
-    run.write_config(cfg.model_copy(update={"steps": trainer.total_steps,
-                                            "epochs": None}).to_toml())
+    # The resolved config (with the total steps fixed) reruns the same training; a time
+    # budget stays a budget.
+    if trainer.budget is None:
+        cfg = cfg.model_copy(update={"steps": trainer.total_steps, "epochs": None})
+    run.write_config(cfg.to_toml())
     trainer.trust_weights = trust_weights  # type: ignore[attr-defined]  # read by evaluation
     for factory in CALLBACK_FACTORIES:
         factory(trainer, trainer.callbacks)

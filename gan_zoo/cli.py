@@ -26,6 +26,12 @@ def _fid_command() -> click.Command:
     return fid
 
 
+def _compare_command() -> click.Command:
+    from .compare import compare_command
+
+    return compare_command
+
+
 def _eval_command() -> click.Command:
     from .evaluation.eval_command import eval_command
 
@@ -44,8 +50,8 @@ def _report_command() -> click.Command:
     return report_command
 
 
-LAZY_COMMANDS = {"eval": _eval_command, "fid": _fid_command, "recipes": _recipes_command,
-                 "report": _report_command}
+LAZY_COMMANDS = {"compare": _compare_command, "eval": _eval_command, "fid": _fid_command,
+                 "recipes": _recipes_command, "report": _report_command}
 
 KIND_ALIASES = kinds.KIND_ALIASES  # every name `ganzoo list` accepts for a kind, from the table
 
@@ -166,6 +172,10 @@ def _progress_printer(quiet: bool):
 @click.option("--data", type=click.Path(), help="Folder of images (default: built-in shapes).")
 @click.option("--steps", type=int, help="Total generator steps of the run.")
 @click.option("--epochs", type=float, help="Run length in passes over the data.")
+@click.option("--minutes", "time_budget", type=float,
+              help="Run length in minutes of training time (evaluation not counted).")
+@click.option("--budget-clock", type=click.Choice(["wall", "cpu"]),
+              help="What --minutes counts: wall-clock (default) or the process's CPU time.")
 @click.option("--batch-size", type=int, help="Images per batch.")
 @click.option("--out", type=click.Path(), help="Run directory (default runs/ARCH-TIME).")
 @click.option("--seed", type=int, help="Random seed.")
@@ -219,28 +229,32 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     from . import api
     from .options import parse_assignments
     from .training import distributed
-    from .training.config import merge_options
+    from .training.config import RUN_LENGTHS, merge_options
     from .training.recipes import start_values
     from .training.rundir import refuse_empty_paths
     from .util import hardware
 
     refuse_empty_paths(out, resume)  # '' would be falsy below: a new run in a default folder
-    steps, epochs = flags.get("steps"), flags.get("epochs")
+    lengths = [k for k in RUN_LENGTHS if flags.get(k) is not None]
+    if len(lengths) > 1:
+        raise click.UsageError("give one of --steps, --epochs and --minutes")
     if resume:
         others = [k for k, v in flags.items() if v not in (None, ()) and k not in
-                  ("steps", "epochs", "device")]
+                  (*RUN_LENGTHS, "device")]
         if others or config_file or option_items or out:
             raise click.UsageError(
-                "--resume continues a run with its saved config; only --steps/--epochs/--device "
-                "may change (start a new run to change anything else)")
+                "--resume continues a run with its saved config; only --steps/--epochs/--minutes"
+                "/--device may change (start a new run to change anything else)")
     recipe = flags.pop("recipe", None)  # after the --resume check, which refuses it
     values: dict[str, Any] = start_values(config_file, recipe, flags.get("arch"))
     for key, value in flags.items():
         if value is None or value == ():
             continue
         values[key] = list(value) if isinstance(value, tuple) else value
-        if key in ("steps", "epochs"):
-            values.pop("epochs" if key == "steps" else "steps", None)
+        if key in RUN_LENGTHS:  # a length on the command line replaces the file's
+            for other in RUN_LENGTHS:
+                if other != key:
+                    values.pop(other, None)
     if option_items:
         values["options"] = merge_options(values.get("options", {}), parse_assignments(option_items))
     echo = (lambda m: None) if quiet else (lambda m: click.echo(message_block(m), err=True))
@@ -251,8 +265,9 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         return
     prog, update = _progress_printer(quiet)
     if resume:
-        trainer = api.prepare_training(resume=resume, steps=steps, epochs=epochs, log=echo,
-                                       trust_weights=trust_weights)
+        trainer = api.prepare_training(
+            resume=resume, steps=flags.get("steps"), epochs=flags.get("epochs"),
+            minutes=flags.get("time_budget"), log=echo, trust_weights=trust_weights)
         if flags.get("device"):
             raise click.UsageError("--device cannot change on resume yet")
     else:
@@ -263,7 +278,7 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     cfg = trainer.config
     echo(f"run directory: {trainer.run.path}")
     echo(f"{cfg.arch} on {trainer.data.source} ({len(trainer.data)} images, "
-         f"{trainer.data.resolution}px), {trainer.total_steps} steps of batch {cfg.batch_size}, "
+         f"{trainer.data.resolution}px), {_length(trainer)} of batch {cfg.batch_size}, "
          f"loss {cfg.loss}, device {trainer.device.type}")
     for line in hardware.run_header(trainer.precision, trainer.precision_reason,
                                     cfg.channels_last, trainer.device):
@@ -284,6 +299,16 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
         echo(f"stopped early at step {summary['step']}: {summary['stopped']}")
     echo(f"done: {summary['step']} steps in {summary['seconds']:.0f}s; samples: "
          f"{trainer.run.path / 'samples.png'}")
+
+
+def _length(trainer: Any) -> str:
+    """The run's length for the header: its steps, or its time budget."""
+    budget = trainer.budget
+    if budget is None:
+        return f"{trainer.total_steps} steps"
+    left = max(0.0, budget.seconds - budget.spent) / 60
+    clock = "CPU" if budget.clock == "cpu" else "wall-clock"
+    return f"{budget.seconds / 60:g} minutes of {clock} time ({left:.1f} left) in steps"
 
 
 def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | None,

@@ -166,18 +166,24 @@ class TrainState:
     """What a schedule can read: progress and the latest step statistics.
 
     ``step`` is the 0-based index of the step about to run (in ``values``) or the number of
-    steps done (in ``observe``); ``total_steps`` is the run's length.
+    steps done (in ``observe``); ``total_steps`` is the run's length. In a run with a time
+    budget (``--minutes``), ``time_fraction`` is the share of the budget spent and
+    ``total_steps`` a projection from the pace so far.
     """
 
     step: int
     total_steps: int
     stats: dict[str, float] = field(default_factory=dict)
+    time_fraction: float | None = None
 
     @property
     def progress(self) -> float:
         """Where ``step`` lies in the run, in [0, 1]: step / (total_steps - 1), so the first
         step sees 0 and the last sees exactly 1 (a schedule annealing to 0 ends at 0); after
-        the last step (``observe``) it stays 1. A one-step run's only step is its last: 1."""
+        the last step (``observe``) it stays 1. A one-step run's only step is its last: 1.
+        With a time budget: the share of it spent."""
+        if self.time_fraction is not None:
+            return min(1.0, max(0.0, self.time_fraction))
         if self.total_steps <= 1:
             return 1.0
         return min(1.0, max(0.0, self.step / (self.total_steps - 1)))

@@ -373,16 +373,22 @@ def _scalar(cls: type, what: str, out: object, wrt: list[Tensor]) -> None:
 
 
 def check_loss(cls: type[Loss], options: dict[str, Any] | None = None) -> None:
-    """Every term is a finite scalar with finite, non-zero gradients; a penalty is None or a
-    finite scalar with gradients into D's weights; the decision threshold is a finite number."""
+    """Every term is a finite scalar with finite, non-zero gradients (for a relativistic loss:
+    discriminator_loss and generator_loss(fake, real_logits)); a penalty is None or a finite
+    scalar with gradients into D's weights; the decision threshold is a finite number."""
     loss = _build(cls, options)
     assert isinstance(loss, Loss)
     real = torch.linspace(-3, 3, 8).requires_grad_(True)
     fake = torch.linspace(-2.5, 3.5, 8).requires_grad_(True)
-    _scalar(cls, "real_loss", loss.real_loss(real, 1.0), [real])
-    _scalar(cls, "real_loss with real_target=0.9", loss.real_loss(real, 0.9), [real])
-    _scalar(cls, "fake_loss", loss.fake_loss(fake), [fake])
-    _scalar(cls, "generator_loss", loss.generator_loss(fake), [fake])
+    if loss.relativistic:  # its terms exist only for real and fake together
+        _scalar(cls, "generator_loss", loss.generator_loss(fake, real.detach()), [fake])
+        _scalar(cls, "discriminator_loss with real_target=0.9",
+                loss.discriminator_loss(real, fake, 0.9), [real, fake])
+    else:
+        _scalar(cls, "real_loss", loss.real_loss(real, 1.0), [real])
+        _scalar(cls, "real_loss with real_target=0.9", loss.real_loss(real, 0.9), [real])
+        _scalar(cls, "fake_loss", loss.fake_loss(fake), [fake])
+        _scalar(cls, "generator_loss", loss.generator_loss(fake), [fake])
     _scalar(cls, "discriminator_loss", loss.discriminator_loss(real, fake, 1.0), [real, fake])
     torch.manual_seed(0)
     D = _TinyD()

@@ -1,4 +1,5 @@
-"""Built-in adversarial losses: bce (the default), hinge, lsgan and wgan-gp.
+"""Built-in adversarial losses: bce (the default), hinge, lsgan, wgan-gp, and the relativistic
+rsgan and rahinge.
 
 Every loss works on raw discriminator outputs (logits / critic scores) and is a mean over its
 batch, so real-only and fake-only updates are well defined (see gan_zoo.interfaces.Loss).
@@ -139,7 +140,67 @@ def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor,
     return (norm - 1.0).pow(2).mean()
 
 
+class _Relativistic(Loss):
+    """Base of the relativistic losses (Jolicoeur-Martineau 2019, "The relativistic
+    discriminator: a key element missing from standard GAN"): D estimates how much more
+    realistic a real image is than a fake one, so its terms only exist for real and fake logits
+    together, and G's term also reads D's logits on the step's real images."""
+
+    relativistic = True
+
+    def real_loss(self, real_logits: Tensor, real_target: float = 1.0) -> Tensor:
+        raise TypeError(f"{self.name} is relativistic: D's loss is discriminator_loss(real, fake)")
+
+    def fake_loss(self, fake_logits: Tensor) -> Tensor:
+        raise TypeError(f"{self.name} is relativistic: D's loss is discriminator_loss(real, fake)")
+
+    @staticmethod
+    def _need_real(real_logits: Tensor | None, name: str) -> Tensor:
+        if real_logits is None:
+            raise TypeError(f"{name} is relativistic: generator_loss needs real_logits")
+        return real_logits
+
+
+class RSGANLoss(_Relativistic):
+    """Relativistic standard GAN (Jolicoeur-Martineau 2019): sigmoid(D(real) - D(fake)), paired."""
+
+    name = "rsgan"
+
+    @staticmethod
+    def _pairs(a: Tensor, b: Tensor) -> Tensor:
+        n = min(len(a), len(b))  # D's batches may be cut to d_batch_fraction; pair what exists
+        return a[:n] - b[:n]
+
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor,
+                           real_target: float = 1.0) -> Tensor:
+        # real_target < 1 smooths the pairwise label as in bce: -t log s(d) - (1-t) log s(-d).
+        d = self._pairs(real_logits, fake_logits)
+        return (real_target * F.softplus(-d) + (1 - real_target) * F.softplus(d)).mean()
+
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        real = self._need_real(real_logits, self.name)
+        return F.softplus(-self._pairs(fake_logits, real)).mean()
+
+
+class RaHingeLoss(_Relativistic):
+    """Relativistic average hinge loss (Jolicoeur-Martineau 2019): margins on each image's logit
+    minus the mean logit of the other kind; G's term is symmetric."""
+
+    name = "rahinge"
+
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor,
+                           real_target: float = 1.0) -> Tensor:
+        # A margin loss: real_target (label smoothing) means nothing here and is ignored.
+        return (F.relu(1.0 - (real_logits - fake_logits.mean())).mean()
+                + F.relu(1.0 + (fake_logits - real_logits.mean())).mean())
+
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        real = self._need_real(real_logits, self.name)
+        return (F.relu(1.0 - (fake_logits - real.mean())).mean()
+                + F.relu(1.0 + (real - fake_logits.mean())).mean())
+
+
 @gan_zoo.hookimpl
 def register_losses(register):
-    for cls in (BCELoss, HingeLoss, LSGANLoss, WGANGPLoss):
+    for cls in (BCELoss, HingeLoss, LSGANLoss, WGANGPLoss, RSGANLoss, RaHingeLoss):
         register(cls)

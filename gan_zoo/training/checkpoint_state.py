@@ -70,6 +70,7 @@ def pack(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
         "rollbacks": t.rollbacks,
         "world_size": t.dist.world_size,
         "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
+        "budget": t.budget.state() if t.budget is not None else None,  # --minutes spent so far
         "created": time.time(),
     }
     return tensors, meta

@@ -29,6 +29,13 @@ class TrainConfig(Options):
         None, ge=1, description="total generator steps of the run (default 1500 unless epochs)")
     epochs: float | None = Field(
         None, gt=0, description="run length in passes over the data (alternative to steps)")
+    time_budget: float | None = Field(
+        None, gt=0, le=1e6, description="run length in minutes of training time (`--minutes`), "
+        "an alternative to steps and epochs: schedules see the share of the budget spent as "
+        "their progress, evaluation and plots are not charged, and a resume continues the budget")
+    budget_clock: Literal["wall", "cpu"] = Field(
+        "wall", description="what time_budget counts: wall-clock time, or the process's CPU "
+        "time over all its threads (fairer when the machine is shared)")
     batch_size: int = Field(64, ge=1, le=65536, description="images per batch (real and fake)")
     seed: int = Field(
         0, ge=0, le=2**62, description="seed for weights, noise and data order")
@@ -99,8 +106,9 @@ class TrainConfig(Options):
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainConfig:
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError("give steps or epochs, not both")
+        lengths = [k for k in ("steps", "epochs", "time_budget") if getattr(self, k) is not None]
+        if len(lengths) > 1:
+            raise ValueError(f"give one run length, not {' and '.join(lengths)}")
         _check_utf8(self.model_dump(mode="python"), "")
         return self
 
@@ -127,11 +135,15 @@ def _check_utf8(value: Any, where: str) -> None:
 
 
 DEFAULT_STEPS = 1500
+RUN_LENGTHS = ("steps", "epochs", "time_budget")  # the keys that set a run's length; one at a time
 
 
 def total_steps(config: TrainConfig, n_images: int) -> int:
     """The run's length in generator steps: --steps, else --epochs over n_images, else the default.
-    Here rather than in trainer.py so restore.py and its callers need no Trainer to know it."""
+    Here rather than in trainer.py so restore.py and its callers need no Trainer to know it.
+    A time-budget run has no fixed length: 1 here, the trainer projects it as it goes."""
+    if config.time_budget is not None:
+        return 1
     if config.steps is not None:
         return config.steps
     if config.epochs is not None:

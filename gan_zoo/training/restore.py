@@ -65,6 +65,7 @@ class Restored:
     rollbacks: int
     last_stats: dict[str, float]
     scaler: dict[str, Any] | None
+    budget_spent: float  # seconds of a --minutes budget spent (0 for older checkpoints)
 
 
 def _describe(t: Tensor) -> str:
@@ -220,6 +221,7 @@ def check_state(trainer: Trainer, tensors: dict[str, Tensor], meta: dict[str, An
         world_size=_int(check, "world_size", meta.get("world_size", 1), 1, MAX_WORLD_SIZE),
         lr_factor=_lr_factor(check, meta.get("lr_factor", 1.0)),
         rollbacks=_int(check, "rollbacks", meta.get("rollbacks", 0), 0, MAX_COUNT),
+        budget_spent=_budget_spent(check, meta.get("budget")),
         last_stats=_last_stats(check, meta.get("last_stats", {})),
         scaler=_scaler(check, trainer, meta.get("scaler")),
     )
@@ -237,6 +239,16 @@ def _sampler(check: _Checker, trainer: Trainer, saved: Any) -> dict[str, int]:
         raise check.fail("'sampler' (the data order) is missing")
     return {"epoch": _int(check, "sampler epoch", saved.get("epoch"), 0, MAX_COUNT),
             "pos": _int(check, "sampler pos", saved.get("pos"), 0, trainer.sampler.n)}
+
+
+def _budget_spent(check: _Checker, saved: Any) -> float:
+    """Seconds of the time budget spent before this checkpoint (None: no budget was kept)."""
+    if saved is None:
+        return 0.0
+    spent = saved.get("spent") if isinstance(saved, dict) else None
+    if not _number(spent) or not 0 <= spent <= 1e12:
+        raise check.fail(f"budget.spent must be a number of seconds >= 0, got {shown(spent)}")
+    return float(spent)
 
 
 def _lr_factor(check: _Checker, value: Any) -> float:

@@ -31,6 +31,7 @@ from ..util.textsafe import shown
 from . import checkpoint as ckpt
 from . import checkpoint_state, distributed, restore
 from .assembly import Components
+from .budget import TimeBudget
 from .callbacks import Callbacks
 from .config import TrainConfig, total_steps
 from .ema import EMA
@@ -125,6 +126,9 @@ class Trainer:
             raise UsageError(
                 f"data is {data.resolution}px but {arch.name} needs {arch.resolution}px")
         self.total_steps = total_steps(config, len(data))
+        # --minutes: the run ends when the budget is spent; total_steps is then a projection.
+        self.budget = TimeBudget(config.time_budget, config.budget_clock) \
+            if config.time_budget is not None else None
         self.step = 0
         self.stop_reason: str | None = None
         self._stop_signal: int | None = None
@@ -220,10 +224,24 @@ class Trainer:
             x = x + std * torch.randn_like(x)
         return x
 
+    def train_state(self, step: int, stats: dict[str, float]) -> TrainState:
+        """What schedules see: with a time budget, progress is the share of it spent."""
+        if self.budget is None:
+            return TrainState(step, self.total_steps, stats)
+        self.total_steps = self.budget.projected_steps(step)
+        return TrainState(step, self.total_steps, stats, time_fraction=self.budget.fraction())
+
+    def finished(self) -> bool:
+        """The run has reached its length: its steps, or its time budget (spent on any rank:
+        every rank ends after the same step)."""
+        if self.budget is not None:
+            return self.dist.any_flag(self.budget.exhausted())
+        return self.step >= self.total_steps
+
     def _set_knobs(self) -> tuple[int, int]:
         """This step's knobs from the schedules, applied to the learning rates; returns the
         number of D updates and the images each of them uses."""
-        state = TrainState(self.step, self.total_steps, dict(self.last_stats))
+        state = self.train_state(self.step, dict(self.last_stats))
         self.knobs = default_knobs()
         for schedule in self.c.schedules:
             self.knobs.update({k: float(v) for k, v in schedule.values(state).items()})
@@ -271,7 +289,7 @@ class Trainer:
         stats = self.dist.mean_stats(stats)  # schedules read the same numbers on every rank
         self.step += 1
         for schedule in self.c.schedules:
-            schedule.observe(TrainState(self.step, self.total_steps, stats), stats)
+            schedule.observe(self.train_state(self.step, stats), stats)
         self.last_stats = stats
         return stats
 
@@ -481,6 +499,9 @@ class Trainer:
             self.scaler.load_state_dict(state.scaler)
         self.last_stats = state.last_stats
         self.lr_factor, self.rollbacks, self.step = state.lr_factor, state.rollbacks, state.step
+        if self.budget is not None:  # the budget continues where the checkpoint left it
+            self.budget = TimeBudget(self.config.time_budget or 0.0, self.config.budget_clock,
+                                     spent=state.budget_spent)
 
     # ------------------------------------------------------------------ the loop
     def _install_signal_handlers(self) -> list:
@@ -493,7 +514,7 @@ class Trainer:
         return [(sig, signal.signal(sig, handler)) for sig in (signal.SIGINT, signal.SIGTERM)]
 
     def train(self) -> dict[str, Any]:
-        """Run to total_steps (or a stop); callbacks watch (callbacks.py)."""
+        """Run to total_steps or the time budget (or a stop); callbacks watch (callbacks.py)."""
         cfg, run = self.config, self.run
         previous = self._install_signal_handlers()
         self.started = t_last = time.perf_counter()
@@ -503,7 +524,11 @@ class Trainer:
             self.D.train()
             if cfg.on_nonfinite == "rollback" and self.guard.good_state is None:
                 self.guard.keep(self.state_tensors())
-            while self.step < self.total_steps and self.stop_reason is None:
+            if self.budget is not None:
+                self.budget.start()
+            charged = self.budget.paused if self.budget is not None else contextlib.nullcontext
+            done = self.finished()
+            while not done and self.stop_reason is None:
                 try:
                     # A copy: timing added for the log must not enter last_stats, which
                     # schedules read and checkpoints keep (it would break determinism).
@@ -512,7 +537,8 @@ class Trainer:
                     self.guard.roll_back(self, exc)
                     continue
                 imgs += cfg.batch_size
-                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                done = self.finished()  # the last step is always logged
+                if self.step % cfg.log_every == 0 or done:
                     now = time.perf_counter()
                     stats["img_per_s"] = imgs / max(now - t_last, 1e-9)
                     t_last, imgs = now, 0
@@ -520,8 +546,9 @@ class Trainer:
                         run.log({"step": self.step, "epoch": self.sampler.epoch, **stats,
                                  **{f"knob.{k}": v for k, v in self.knobs.items()},
                                  "time": round(now - self.started, 3)})
-                for cb in self.callbacks.on_step:
-                    cb(self, stats)
+                with charged():  # evaluation and plots are not training time
+                    for cb in self.callbacks.on_step:
+                        cb(self, stats)
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0:
@@ -534,6 +561,8 @@ class Trainer:
                     self.stop_reason = signal.Signals(self._stop_signal).name
                 # Every rank stops after the same step (a signal may reach them apart).
                 self.stop_reason = self.dist.agree_stop(self.stop_reason)
+            if self.budget is not None and self.stop_reason is None:
+                self.total_steps = self.step  # the budget is spent: this was the last step
             self.dist.sync_buffers(self.G, self.D, self.G_ema)  # rank 0's BN statistics
             if run is not None and self.step > 0:
                 if self.step % cfg.sample_every:

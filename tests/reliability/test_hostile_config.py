@@ -69,7 +69,7 @@ CONFIG_FILES = {
     "date for float": ("lr_d = 1979-05-27\n", 2, "lr_d"),
     "nan": ("lr_g = nan\n", 2, "lr_g: Input should be a finite number"),
     "inf epochs": ("epochs = inf\n", 2, "epochs: Input should be a finite number"),
-    "steps and epochs": ("steps = 3\nepochs = 1.0\n", 2, "give steps or epochs, not both"),
+    "steps and epochs": ("steps = 3\nepochs = 1.0\n", 2, "give one run length, not steps and epochs"),
     "huge seed": ("seed = 18446744073709551615\n", 2, "seed: Input should be less than"),
     "out in config": ('out = "/etc/evil"\n', 2, "sets 'out'"),
     "not toml": ("arch = conv32 = 1\n", 2, "is not valid TOML"),
@@ -335,7 +335,7 @@ def test_resume_of_something_that_is_not_a_run(tmp_path):
     code, out = invoke("train", "--resume", str(tmp_path))
     assert code == 2 and "is not a run directory" in out
     code, out = invoke("train", "--resume", str(tmp_path), "--lr-g", "0.1")
-    assert code == 2 and "only --steps/--epochs/--device may change" in out
+    assert code == 2 and "only --steps/--epochs/--minutes/--device may change" in out
 
 
 def test_resume_refuses_a_config_toml_edited_to_a_lax_value(tmp_path, runs, no_data_load):
@@ -512,7 +512,7 @@ def test_options_and_config_report_problems_the_same_way():
     assert str(info.value) == "invalid option loss-balance: min_steps (4) exceeds max_steps (2)"
     with pytest.raises(UsageError) as info:
         make_config({"steps": 3, "epochs": 1.0})
-    assert str(info.value) == "invalid configuration: give steps or epochs, not both"
+    assert str(info.value) == "invalid configuration: give one run length, not steps and epochs"
     with pytest.raises(UsageError) as info:
         validate_options(LossBalanceOptions, {"band": "\x1b[2J", "nope\x07": 1}, "loss\x1b")
     message = str(info.value)
