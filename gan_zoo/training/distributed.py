@@ -190,12 +190,15 @@ class DistContext:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
     @_collective
-    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
-        """The DDP wrapper used for training forwards; the module itself when not distributed."""
+    def wrap(self, module: nn.Module, device: torch.device, partial: bool = False) -> nn.Module:
+        """The DDP wrapper used for training forwards; the module itself when not distributed.
+        `partial`: some updates leave parameters without gradient (a D's auxiliary decoders in
+        a fake-only update), which DDP refuses unless told (at the cost of a graph walk)."""
         if not self.active:
             return module
         ids = [device.index] if device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids,
+                                                   find_unused_parameters=partial)
 
     # -------------------------------------------------------------- agreement between ranks
     @_collective

@@ -145,7 +145,9 @@ class Trainer:
         self.G = self.dist.prepare(self.G, config.sync_bn, self.device)
         self.D = self.dist.prepare(self.D, config.sync_bn, self.device)
         self.G_train = self.dist.wrap(self.G, self.device)
-        self.D_train = self.dist.wrap(self.D, self.device)
+        # Auxiliary losses are computed on real images: a fake-only update leaves them unused.
+        self.D_train = self.dist.wrap(self.D, self.device, partial=bool(
+            self.D.aux_losses and config.d_update == "alternating"))
         self.ema = EMA(self.G, config.ema_decay, config.seed, self.device) \
             if config.ema_decay > 0 else None
         # Fused Adam: one pass over each parameter instead of one per arithmetic operation.
