@@ -21,8 +21,17 @@ def _colour(rng: np.random.Generator, light: tuple[float, float]) -> tuple[int, 
     return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h, s, v))
 
 
-def draw_shape(rng: np.random.Generator, resolution: int) -> np.ndarray:
-    """One image: a vertical two-colour gradient and one shape, anti-aliased by supersampling."""
+def draw_shape(rng: np.random.Generator, resolution: int, *, kind: int | None = None,
+               colour: tuple[int, int, int] | None = None,
+               centre: tuple[float, float] | None = None,
+               size: float | None = None) -> np.ndarray:
+    """One image: a vertical two-colour gradient and one shape, anti-aliased by supersampling.
+
+    kind (0 disc, 1 square, 2 triangle), colour (RGB 0-255), centre (x, y as fractions of the
+    side) and size (fraction of the side; 0 draws no shape, the background alone) fix what is
+    otherwise drawn at random, so that benchmarks.modes can draw shapes of known modes with the
+    same code; a value given draws nothing from rng, so the default output (and the built-in
+    dataset) is unchanged."""
     side = resolution * SUPERSAMPLE
     top = np.array(_colour(rng, (0.15, 0.45)), np.float32)
     bottom = np.array(_colour(rng, (0.15, 0.45)), np.float32)
@@ -30,16 +39,19 @@ def draw_shape(rng: np.random.Generator, resolution: int) -> np.ndarray:
     background = (top * (1 - t) + bottom * t).repeat(side, axis=1).astype(np.uint8)
     img = Image.fromarray(background)
     draw = ImageDraw.Draw(img)
-    size = rng.uniform(0.35, 0.65) * side
-    cx, cy = rng.uniform(size / 2, side - size / 2, size=2)
-    box = (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
-    colour = _colour(rng, (0.75, 1.0))
-    kind = rng.integers(3)
-    if kind == 0:
-        draw.ellipse(box, fill=colour)
-    elif kind == 1:
-        draw.rectangle(box, fill=colour)
+    size = (rng.uniform(0.35, 0.65) if size is None else size) * side
+    if centre is None:
+        cx, cy = rng.uniform(size / 2, side - size / 2, size=2)
     else:
+        cx, cy = centre[0] * side, centre[1] * side
+    box = (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
+    colour = _colour(rng, (0.75, 1.0)) if colour is None else colour
+    kind = rng.integers(3) if kind is None else kind
+    if size > 0 and kind == 0:  # size 0: the background alone
+        draw.ellipse(box, fill=colour)
+    elif size > 0 and kind == 1:
+        draw.rectangle(box, fill=colour)
+    elif size > 0:
         draw.polygon([(cx, box[1]), (box[2], box[3]), (box[0], box[3])], fill=colour)
     return np.asarray(img.resize((resolution, resolution), Image.Resampling.BOX))
 
