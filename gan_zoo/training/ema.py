@@ -23,6 +23,8 @@ class EMA:
         self.module.requires_grad_(False)
         self.decay, self.seed, self.device = decay, seed, device
         self._norm_step = -1  # step at which the batch-norm statistics were last measured
+        # Calibration size: NORM_BATCHES batches of 64; gan_zoo.testing shrinks it for speed.
+        self.norm_batches, self.norm_batch_size = NORM_BATCHES, 64
 
     @torch.no_grad()
     def update(self, generator: nn.Module, step: int) -> None:
@@ -44,7 +46,8 @@ class EMA:
         """
         if self._norm_step != step:
             rng = torch.Generator().manual_seed(self.seed + 2)
-            latents = (self.module.sample_latent(64, generator=rng) for _ in range(NORM_BATCHES))
+            latents = (self.module.sample_latent(self.norm_batch_size, generator=rng)
+                       for _ in range(self.norm_batches))
             devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices):
                 update_bn(latents, self.module, self.device)  # no batch norm: returns at once
