@@ -18,18 +18,20 @@ Hues 0.25 apart vary by +-0.03; positions 16 px apart vary by +-1 px; shapes 10-
 differ in filled area (square 1, disc 0.79, triangle 0.5 of the box) and in their corners.
 The labeller has one head per factor (kind, colour, position); its confidence in a mode is the
 product of the three heads' top probabilities. It is also trained on off-mode images (a hue
-halfway between two palette colours, a shape halfway between two quadrants, no shape at all)
-with a uniform target on the factor that is off, so that a sample that is in no mode gets a
-low confidence and counts as off-mode (the literature's "high-quality samples" fraction is
-1 - off-mode) instead of being forced into the nearest mode.
+halfway between two palette colours, a shape halfway between two quadrants, no shape, two
+shapes in two quadrants) with a uniform target on the factor that is off, so that a sample
+that is in no mode gets a low confidence and counts as off-mode (the literature's
+"high-quality samples" fraction is 1 - off-mode) instead of being forced into the nearest
+mode.
 
 Metrics, for N samples: modes covered (a mode with at least one confident sample; also with
 at least --min-count, by default N/(4M) rounded up), KL(sample mode distribution || uniform)
 over the confident samples (0 when every mode is equally frequent, log M = 3.87 when all
 land in one mode), and the off-mode fraction. The same numbers for N fresh real draws (mean
 over --real-repeats draws) are the floor at that N: even real data has KL about (M-1)/(2N)
-from sampling noise alone. The labeller is trained once (seeded, under a minute on 2 cores)
-and cached as safetensors (nothing is unpickled) in ~/.cache/gan_zoo/modes (or --cache).
+from sampling noise alone. The labeller is trained once (seeded; about 75 CPU-seconds, an
+estimated 40 s of wall time on 2 idle cores) and cached as safetensors (nothing is
+unpickled) in ~/.cache/gan_zoo/modes (or --cache).
 """
 
 from __future__ import annotations
