@@ -8,9 +8,10 @@ Each family runs with its recommended settings (FAMILIES below, the flags its do
 recommends), written as a recipe file per family so `ganzoo compare` trains and evaluates them
 all alike: the same data, seed, precision and budget on the process's CPU clock
 (`--budget-clock cpu`: CPU-minutes, fair when the runs share the machine), one thread per run
-and two runs at a time on a 2-core machine, each run picking its best checkpoint by FID every
-`--eval-every` steps. The floor is FID/KID between two disjoint sets of real images of the same
-N, decoded at the same resolution: no generator can be expected to beat it at that N.
+(start two of these processes with different --families on a 2-core machine), each run
+picking its best checkpoint by FID every `--eval-every` steps. The floor is FID/KID between two
+disjoint sets of real images of the same N, decoded at the same resolution: no generator can be
+expected to beat it at that N.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def real_floor(data: str, res: int, n: int) -> dict[str, float]:
     return evaluate(metrics, context)
 
 
-def sample_grid(checkpoint: str, png: Path, n: int = 36) -> None:
+def sample_grid(checkpoint: str, png: Path, n: int = 16) -> None:
     """A grid of n samples (seed 0) from the checkpoint the comparison evaluated."""
     from gan_zoo import api
 
@@ -138,7 +139,7 @@ def table(budgets: dict[float, dict[str, Any]], floor: dict[str, float], args: a
           images: Path | None) -> str:
     """The markdown table (both budgets), with the floor and the machine named."""
     lines = [f"Faces at {args.res} px ({args.data_name}), budgets in CPU-minutes "
-             f"(`--budget-clock cpu`), {args.precision}, one thread per run, two runs at a time, "
+             f"(`--budget-clock cpu`), {args.precision}, one thread per run, "
              f"on {args.cpu}; measured {args.date}. FID and KID (×10³) use N = {args.n} samples "
              f"against the first {args.n} real images; the real-vs-real floor (the first {args.n} "
              f"against the next {args.n}) is **FID {floor['fid']:.1f}, KID×10³ "
