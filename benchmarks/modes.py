@@ -4,6 +4,7 @@
     ganzoo train --arch conv32 --data /tmp/modes-data --steps 1500 --out /tmp/modes-conv32
     python -m benchmarks.modes eval /tmp/modes-conv32 --n 480        # table; --json for scripts
     python -m benchmarks.modes labeller                              # train/show the labeller
+    python -m benchmarks.modes zoo conv resnet stylegan2 fastgan --minutes 5 --out /tmp/modes-zoo
 
 After stacked MNIST's mode counts (Metz et al. 2017, "Unrolled GANs"; Srivastava et al. 2017,
 "VEEGAN"; Lin et al. 2018, "PacGAN"), built from the built-in shapes (gan_zoo.data.builtin)
@@ -469,7 +470,9 @@ def table(rows: list[dict[str, Any]], real: dict[str, Any]) -> list[str]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gan_zoo import api
+    from gan_zoo.errors import GanZooError
     from gan_zoo.training.rundir import RunDir
+    from gan_zoo.util.textsafe import escape
 
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     labeller, info = get_labeller(cache=args.cache, log=log)
@@ -479,7 +482,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         which = args.checkpoint
         if which == "auto":
             which = "best" if Path(run).is_dir() and RunDir(run).best_path.exists() else "latest"
-        G, meta = api.load_generator(run, "best" if which == "best" else "latest")
+        try:
+            G, meta = api.load_generator(run, "best" if which == "best" else "latest")
+        except GanZooError as e:  # a missing or unreadable run: one line, no traceback
+            raise SystemExit(f"error: {escape(str(e))}") from None
         r = evaluate_generator(G, n, args.seed, threshold=args.threshold,
                                min_count=args.min_count, labeller=labeller)
         rows.append({"run": str(run), "checkpoint": meta.get("path"), "step": meta.get("step"),
@@ -497,6 +503,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
           "off-mode draws")
     print("\n".join(table(rows, real)))
     return 0
+
+
+def candidate_recipe(candidate: str, folder: Path) -> tuple[str, Path]:
+    """(row name, recipe file) of a `zoo` candidate: a family of benchmarks.zoo (its
+    recommended settings at 32 px) or a recipe, by name (`ganzoo recipes`) or TOML file."""
+    from benchmarks.zoo import FAMILIES, write_recipes
+
+    if candidate in FAMILIES:
+        return candidate, write_recipes(folder, [candidate], RESOLUTION)[0]
+    from gan_zoo.errors import UsageError
+    from gan_zoo.training.recipes import find
+
+    try:
+        recipe = find(candidate)
+    except UsageError as e:
+        raise SystemExit(f"error: {e}") from None
+    return recipe.name, recipe.path
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """Train each candidate for the same CPU budget on the benchmark's images (made once in
+    OUT/data), one thread each, then evaluate them all like `eval`. Finished runs are kept
+    (OUT/NAME.done) and not trained again, so an interrupted table continues."""
+    import os
+    import subprocess
+
+    out: Path = args.out
+    data = out / "data"
+    if not (data / "done").is_file():
+        if data.exists():
+            import shutil
+
+            shutil.rmtree(data)
+        make_dataset(data, args.images, args.seed)
+        (data / "done").write_text("")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    runs = []
+    for candidate in args.candidates:
+        name, recipe = candidate_recipe(candidate, out / "recipes")
+        run, done = out / name, out / f"{name}.done"
+        runs.append(run)
+        if done.is_file():
+            continue
+        if run.exists():  # an interrupted run: start it again from nothing
+            import shutil
+
+            shutil.rmtree(run)
+        cmd = [sys.executable, "-m", "gan_zoo", "train", "--recipe", str(recipe),
+               "--data", str(data), "--minutes", f"{args.minutes:g}", "--budget-clock", "cpu",
+               "--precision", args.precision, "--seed", str(args.seed), "--out", str(run),
+               "--sample-every", "100000"]
+        print(f"{name}: training {args.minutes:g} CPU-minutes in {run}", file=sys.stderr)
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            raise SystemExit(f"error: training {name} failed: {' '.join(cmd)}")
+        done.write_text("")
+    eval_args = argparse.Namespace(runs=[str(r) for r in runs], n=args.n, checkpoint="last",
+                                   seed=args.seed, threshold=args.threshold, min_count=None,
+                                   real_repeats=args.real_repeats, cache=args.cache,
+                                   json=args.json)
+    return cmd_eval(eval_args)
 
 
 def cmd_make(args: argparse.Namespace) -> int:
@@ -539,6 +605,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ev.add_argument("--cache", type=Path, help="labeller cache folder")
     ev.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ev.set_defaults(func=cmd_eval)
+    zoo = sub.add_parser("zoo", help="train families or recipes for one CPU budget, then eval")
+    zoo.add_argument("candidates", nargs="+", help="families of benchmarks.zoo (conv, resnet, "
+                     "stylegan2, fastgan: their recommended settings) or recipes (name or TOML)")
+    zoo.add_argument("--out", type=Path, required=True, help="folder for the data and runs")
+    zoo.add_argument("--minutes", type=float, default=5.0, help="CPU-minutes per run")
+    zoo.add_argument("--threads", type=int, default=1, help="threads per run")
+    zoo.add_argument("--precision", default="bf16")
+    zoo.add_argument("--images", type=int, default=100 * M, help="training images")
+    zoo.add_argument("--n", type=int, default=10 * M, help=f"samples per run (default {10 * M})")
+    zoo.add_argument("--seed", type=int, default=0, help="training, noise and real draws' seed")
+    zoo.add_argument("--threshold", type=float, default=THRESHOLD)
+    zoo.add_argument("--real-repeats", type=int, default=5)
+    zoo.add_argument("--cache", type=Path, help="labeller cache folder")
+    zoo.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    zoo.set_defaults(func=cmd_zoo)
     args = p.parse_args(argv)
     if getattr(args, "n", 1) < 1:
         p.error("--n must be at least 1")

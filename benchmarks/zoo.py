@@ -91,6 +91,55 @@ def sample_grid(checkpoint: str, png: Path, n: int = 16) -> None:
     api.save_images(api.sample(G, n, seed=0), png)
 
 
+def fid_points(row: dict[str, Any], minutes: float) -> list[tuple[float, float]]:
+    """(CPU-minutes, FID) of a run's evaluations during training: the step's share of the
+    run's steps times the budget (a CPU-budgeted step costs about the same all along)."""
+    from gan_zoo.training.metrics_file import iter_metrics
+
+    path = Path(row.get("run_dir") or "") / "metrics.jsonl"
+    steps = row.get("steps")
+    if not path.is_file() or not isinstance(steps, int) or steps < 1:
+        return []
+    points = {}
+    for record in iter_metrics(path):
+        fid, step = record.get("fid"), record.get("step")
+        if record.get("event", "eval") == "eval" and isinstance(fid, float) \
+                and isinstance(step, int):
+            points[step] = fid  # the last record of a step wins
+    return [(minutes * step / steps, fid) for step, fid in sorted(points.items())]
+
+
+def fid_curves(budgets: dict[float, dict[str, Any]], floor: dict[str, float], png: Path,
+               res: int) -> None:
+    """FID over CPU-minutes for every family, one panel per budget, the floor dashed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter
+
+    budgets = {m: c for m, c in budgets.items() if c["candidates"]}
+    fig = Figure(figsize=(5 * max(1, len(budgets)), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (minutes, comp) in enumerate(budgets.items()):
+        ax = fig.add_subplot(1, len(budgets), i + 1)
+        for r in comp["candidates"]:
+            points = fid_points(r, minutes)
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=family_of(r))
+        ax.axhline(floor["fid"], color="grey", linestyle="--", label="real vs real")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.set_xlim(0, minutes)
+        ax.set_xlabel("CPU-minutes of training")
+        ax.set_ylabel(f"FID at {res} px (N = 1000)")
+        ax.set_title(f"{minutes:g} CPU-minutes")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+
+
 def comparison_dir(args: argparse.Namespace, minutes: float, family: str) -> Path:
     return Path(args.out) / f"{args.res}px-{minutes:g}min" / family
 
@@ -119,7 +168,9 @@ def collect(args: argparse.Namespace) -> dict[float, dict[str, Any]]:
         for family in FAMILIES:
             path = comparison_dir(args, minutes, family) / "compare.json"
             if path.is_file():
-                rows += json.loads(path.read_text())["candidates"]
+                comparison = json.loads(path.read_text())
+                rows += [dict(r, eval_every=comparison.get("eval_every"))
+                         for r in comparison["candidates"]]
         fid = [(r.get("metrics", {}).get("fid", {}).get("value"), i) for i, r in enumerate(rows)]
         order = sorted(fid, key=lambda t: (t[0] is None, t[0] or 0.0, t[1]))
         budgets[minutes] = {"candidates": [rows[i] for _, i in order]}
@@ -135,6 +186,26 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, int | float) else "–"
 
 
+def _intervals(budgets: dict[float, dict[str, Any]], args: argparse.Namespace) -> str:
+    """How often each budget's runs evaluated FID to keep their best checkpoint, e.g.
+    '1000 steps (10 min; resnet: at the end only) and 2000 steps (30 min)'."""
+    parts = []
+    for minutes, comp in budgets.items():
+        groups: dict[str, list[str]] = {}
+        for r in comp["candidates"]:
+            every = r.get("eval_every") or args.eval_every
+            text = ("at the end only" if isinstance(r.get("steps"), int) and every > r["steps"]
+                    else f"{every} steps")
+            groups.setdefault(text, []).append(family_of(r))
+        if not groups:
+            continue
+        main = max(groups, key=lambda k: len(groups[k]))
+        others = "".join(f"; {', '.join(groups[k])}: {k}" for k in groups if k != main)
+        parts.append(f"{main} ({minutes:g} min{others})" if len(budgets) > 1 or others
+                     else main)
+    return " and ".join(parts) or f"{args.eval_every} steps"
+
+
 def table(budgets: dict[float, dict[str, Any]], floor: dict[str, float], args: argparse.Namespace,
           images: Path | None) -> str:
     """The markdown table (both budgets), with the floor and the machine named."""
@@ -145,7 +216,7 @@ def table(budgets: dict[float, dict[str, Any]], floor: dict[str, float], args: a
              f"against the next {args.n}) is **FID {floor['fid']:.1f}, KID×10³ "
              f"{floor['kid'] * 1e3:.1f}**. Coverage (k-NN, Naeem et al. 2020) is the share of "
              "real images with a sample in their neighbourhood (1 = all). Each run kept its best "
-             f"checkpoint by FID every {args.eval_every} steps.", "",
+             f"checkpoint by FID, evaluated every {_intervals(budgets, args)}.", "",
              "| budget | family | FID ↓ | KID×10³ ↓ | coverage ↑ | best step of steps | img/s | G params | "
              "D params | samples |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for minutes, comp in budgets.items():
@@ -213,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                     sample_grid(r["checkpoint"],
                                 images / f"zoo-{args.res}-{family_of(r)}-{minutes:g}min.png")
     text = table(budgets, floor, args, images)
+    if images is not None:
+        fid_curves(budgets, floor, images / f"zoo-{args.res}-fid-curves.png", args.res)
     print(text)
     Path(args.out, f"zoo-{args.res}px.md").write_text(text + "\n")
     if args.write_docs:

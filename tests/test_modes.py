@@ -202,3 +202,30 @@ def test_eval_command_prints_table_and_json(tiny_labeller: tuple[md.Labeller, Pa
     assert md.main([*args, "--json", "--checkpoint", "last"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["runs"][0]["n"] == 8 and doc["real"]["n"] == 8 and doc["modes"] == md.M
+    with pytest.raises(SystemExit, match=r"^error: .*nope.* does not exist$"):
+        md.main(["eval", str(tmp_path / "nope"), "--n", "8", "--cache", str(cache)])
+
+
+def test_zoo_command_trains_each_candidate_once_then_evaluates(
+        tiny_labeller: tuple[md.Labeller, Path], tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, cache = tiny_labeller
+    monkeypatch.setattr(md, "SPEC", TINY)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('arch = "conv32"\nbatch_size = 4\n[options.conv32]\nwidth = 4\n')
+    out = tmp_path / "zoo"
+    args = ["zoo", str(recipe), "--out", str(out), "--minutes", "0.01", "--images", "8",
+            "--n", "8", "--real-repeats", "1", "--cache", str(cache), "--json"]
+    assert md.main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in doc["runs"]] == [str(out / "tiny")] and doc["runs"][0]["n"] == 8
+    assert len(list((out / "data").glob("*.png"))) == 8 and (out / "tiny.done").is_file()
+    last = sorted((out / "tiny" / "checkpoints").glob("*.safetensors"))
+    stamps = [p.stat().st_mtime_ns for p in last]
+    assert md.main(args) == 0  # finished: evaluated again, not trained again
+    capsys.readouterr()
+    assert [p.stat().st_mtime_ns for p in last] == stamps
+    name, path = md.candidate_recipe("fastgan", tmp_path / "recipes")
+    assert name == "fastgan" and 'arch = "fastgan32"' in path.read_text()
+    with pytest.raises(SystemExit, match="no-such-recipe"):
+        md.candidate_recipe("no-such-recipe", tmp_path / "recipes")

@@ -50,3 +50,35 @@ def test_table_from_finished_comparisons(tmp_path):
     assert lines[0].startswith("| 10 min | resnet | 95.5 | 50.0 | 0.40 | 500 of 900 | 40 |")
     assert "loss_d became nan" in lines[2]
     assert "FID 17.0" in text and "N = 1000" in text and "Test CPU" in text
+
+
+def test_table_states_each_budgets_eval_interval(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path), res=64, minutes=[10.0, 30.0], n=1000,
+                              eval_every=500, precision="bf16", cpu="Test CPU",
+                              date="2026-12-04", data_name="faces128")
+    for minutes, family, every in ((10.0, "conv", 1000), (10.0, "fastgan", 1000),
+                                   (10.0, "resnet", 100000), (30.0, "conv", 2000)):
+        folder = zoo.comparison_dir(args, minutes, family)
+        folder.mkdir(parents=True)
+        (folder / "compare.json").write_text(json.dumps(
+            {"eval_every": every, "candidates": [dict(_row(f"{family}-64", 100.0), steps=5000)]}))
+    text = zoo.table(zoo.collect(args), {"fid": 17.0, "kid": 0.001}, args, None)
+    assert ("evaluated every 1000 steps (10 min; resnet: at the end only) and "
+            "2000 steps (30 min).") in text
+
+
+def test_fid_curve_points_and_figure(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"step": 100, "loss_d": 1.0},
+               {"step": 500, "event": "eval", "metric": "fid", "fid": 200.0},
+               {"step": 1000, "event": "eval", "metric": "fid", "fid": 150.0},
+               {"step": 1000, "event": "compare-eval", "fid": 149.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    row = dict(_row("conv-64", 150.0), steps=1000, run_dir=str(run))
+    assert zoo.fid_points(row, 30.0) == [(15.0, 200.0), (30.0, 150.0)]
+    assert zoo.fid_points(dict(row, run_dir=str(tmp_path / "gone")), 30.0) == []
+    png = tmp_path / "curves.png"
+    zoo.fid_curves({30.0: {"candidates": [row]}, 10.0: {"candidates": []}}, {"fid": 17.0},
+                   png, 64)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
