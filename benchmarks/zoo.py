@@ -186,6 +186,17 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, int | float) else "–"
 
 
+def cpu_rate(row: dict[str, Any]) -> float | None:
+    """Training images per CPU-second (steps x batch over the CPU time the budget counted):
+    the speed that does not depend on what else ran on the machine."""
+    seconds, steps = row.get("train_seconds"), row.get("steps")
+    batch = (row.get("config") or {}).get("batch_size")
+    if row.get("train_clock") != "cpu" or not all(isinstance(v, int | float) and v > 0
+                                                  for v in (seconds, steps, batch)):
+        return None
+    return steps * batch / seconds
+
+
 def _intervals(budgets: dict[float, dict[str, Any]], args: argparse.Namespace) -> str:
     """How often each budget's runs evaluated FID to keep their best checkpoint, e.g.
     '1000 steps (10 min; resnet: at the end only) and 2000 steps (30 min)'."""
@@ -215,10 +226,12 @@ def table(budgets: dict[float, dict[str, Any]], floor: dict[str, float], args: a
              f"against the first {args.n} real images; the real-vs-real floor (the first {args.n} "
              f"against the next {args.n}) is **FID {floor['fid']:.1f}, KID×10³ "
              f"{floor['kid'] * 1e3:.1f}**. Coverage (k-NN, Naeem et al. 2020) is the share of "
-             "real images with a sample in their neighbourhood (1 = all). Each run kept its best "
+             "real images with a sample in their neighbourhood (1 = all); img/CPU-s is training "
+             "images per CPU-second, so it does not depend on the machine's load. Each run kept "
+             "its best "
              f"checkpoint by FID, evaluated every {_intervals(budgets, args)}.", "",
-             "| budget | family | FID ↓ | KID×10³ ↓ | coverage ↑ | best step of steps | img/s | G params | "
-             "D params | samples |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| budget | family | FID ↓ | KID×10³ ↓ | coverage ↑ | best step of steps | img/CPU-s "
+             "| G params | D params | samples |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for minutes, comp in budgets.items():
         for r in comp["candidates"]:  # ranked by FID, failed runs last
             m = {k: v.get("value") for k, v in r.get("metrics", {}).items()}
@@ -231,7 +244,7 @@ def table(budgets: dict[float, dict[str, Any]], floor: dict[str, float], args: a
                 f"| {minutes:g} min | {family} | {_fmt(m.get('fid'), '.1f')} | "
                 f"{_fmt(kid * 1e3 if kid is not None else None, '.1f')} | "
                 f"{_fmt(m.get('coverage'), '.2f')} | {_fmt(r.get('checkpoint_step'), 'd')} "
-                f"of {_fmt(r.get('steps'), 'd')} | {_fmt(r.get('images_per_s'), '.0f')} | "
+                f"of {_fmt(r.get('steps'), 'd')} | {_fmt(cpu_rate(r), '.0f')} | "
                 f"{_fmt(r.get('params_g'), ',')} | {_fmt(r.get('params_d'), ',')} | "
                 f"{pic or r.get('reason') or ''} |")
     return "\n".join(lines)

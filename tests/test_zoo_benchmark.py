@@ -30,6 +30,7 @@ def _row(name: str, fid: float | None, status: str = "ok") -> dict:
                                       "coverage": {"value": 0.4}}
     return {"candidate": name, "status": status, "metrics": metrics, "steps": 900,
             "checkpoint_step": 500, "images_per_s": 40.0, "params_g": 1000, "params_d": 500,
+            "train_seconds": 600.0, "train_clock": "cpu", "config": {"batch_size": 64},
             "reason": None if status == "ok" else "loss_d became nan"}
 
 
@@ -47,7 +48,8 @@ def test_table_from_finished_comparisons(tmp_path):
         ["resnet-64", "conv-64", "fastgan-64"]  # ranked by FID, failed last
     text = zoo.table(budgets, {"fid": 17.0, "kid": 0.001}, args, None)
     lines = [ln for ln in text.splitlines() if ln.startswith("| 10 min")]
-    assert lines[0].startswith("| 10 min | resnet | 95.5 | 50.0 | 0.40 | 500 of 900 | 40 |")
+    # 900 steps of batch 64 in 600 CPU-seconds: 96 images per CPU-second
+    assert lines[0].startswith("| 10 min | resnet | 95.5 | 50.0 | 0.40 | 500 of 900 | 96 |")
     assert "loss_d became nan" in lines[2]
     assert "FID 17.0" in text and "N = 1000" in text and "Test CPU" in text
 
@@ -82,3 +84,10 @@ def test_fid_curve_points_and_figure(tmp_path):
     zoo.fid_curves({30.0: {"candidates": [row]}, 10.0: {"candidates": []}}, {"fid": 17.0},
                    png, 64)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cpu_rate_only_for_cpu_budgets():
+    row = _row("conv-64", 100.0)
+    assert zoo.cpu_rate(row) == pytest.approx(900 * 64 / 600)
+    assert zoo.cpu_rate(dict(row, train_clock="wall")) is None
+    assert zoo.cpu_rate(dict(row, train_seconds=None)) is None

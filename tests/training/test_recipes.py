@@ -19,7 +19,7 @@ from ..conftest import write_images
 
 EXPECTED = {"face-model5-baseline", "face-model6-dropout", "face-model7-noise",
             "face-model8-balance", "face-model4.3-d-faster", "face-model4.4-g-faster",
-            "aircraft-dcgan", "face-modern"}
+            "aircraft-dcgan", "face-modern", "quality32", "quality64", "quality128"}
 
 
 def invoke(*args):
@@ -61,6 +61,26 @@ def test_face_recipes_follow_the_seed():
     faster_d, faster_g = recipe("face-model4.3-d-faster"), recipe("face-model4.4-g-faster")
     assert (faster_d.lr_g, faster_d.lr_d) == (2e-4, 4e-4)
     assert (faster_g.lr_g, faster_g.lr_d) == (4e-4, 2e-4)
+
+
+@pytest.mark.parametrize(("name", "res", "minutes"), [("quality64", 64, 30), ("quality128", 128, 120)])
+def test_quality_recipes_are_the_zoo_tables_best_row(name, res, minutes, tmp_path):
+    """quality64/128 train what benchmarks.zoo measured as the best family (docs/zoo.md), on a
+    CPU-minute budget."""
+    from benchmarks.zoo import write_recipes
+    from gan_zoo.util.tomlio import read_toml
+
+    measured = read_toml(write_recipes(tmp_path, ["fastgan"], res)[0])
+    values = start_values(None, name, None)
+    assert {k: values[k] for k in measured} == measured
+    cfg = recipe(name)
+    assert (cfg.time_budget, cfg.budget_clock, cfg.steps, cfg.epochs) == (minutes, "cpu", None, None)
+
+
+def test_quality32_is_the_best_known_modes_variant():
+    cfg = recipe("quality32")
+    assert (cfg.arch, cfg.loss, cfg.time_budget, cfg.budget_clock) == ("conv32", "hinge", 5, "cpu")
+    assert cfg.options["conv32"]["width"] == 32 and cfg.options["conv32"]["d_norm"] == "spectral"
 
 
 def test_aircraft_recipe_builds_the_seeds_networks():
