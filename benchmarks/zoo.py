@@ -69,12 +69,12 @@ def write_recipes(folder: Path, families: list[str], res: int) -> list[Path]:
     return paths
 
 
-def real_floor(data: str, res: int, n: int) -> dict[str, float]:
+def real_floor(data: str | None, res: int, n: int) -> dict[str, float]:
     """FID and KID of the first n real images against the next n (decoded at res)."""
-    from gan_zoo.data import load_folder
+    from gan_zoo.data.folders import load_dataset
     from gan_zoo.evaluation import ArraySource, EvalContext, build_metric, evaluate
 
-    images = load_folder(data, res).images
+    images = load_dataset(data, res).images  # a folder, or None: the built-in shapes
     if len(images) < 2 * n:
         raise SystemExit(f"the floor needs {2 * n} images, the data has {len(images)}")
     context = EvalContext(generator=None, reference=ArraySource(images[:n]),
@@ -124,7 +124,9 @@ def fid_curves(budgets: dict[float, dict[str, Any]], floor: dict[str, float], pn
         for r in comp["candidates"]:
             points = fid_points(r, minutes)
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=family_of(r))
+                family = family_of(r)  # one colour per family in every panel
+                colour = f"C{list(FAMILIES).index(family) % 10}" if family in FAMILIES else None
+                ax.plot(*zip(*points, strict=True), marker="o", label=family, color=colour)
         ax.axhline(floor["fid"], color="grey", linestyle="--", label="real vs real")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
