@@ -527,14 +527,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     OUT/data), one thread each, then evaluate them all like `eval`. Finished runs are kept
     (OUT/NAME.done) and not trained again, so an interrupted table continues."""
     import os
+    import shutil
     import subprocess
 
     out: Path = args.out
     data = out / "data"
     if not (data / "done").is_file():
         if data.exists():
-            import shutil
-
             shutil.rmtree(data)
         make_dataset(data, args.images, args.seed)
         (data / "done").write_text("")
@@ -547,8 +546,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         if done.is_file():
             continue
         if run.exists():  # an interrupted run: start it again from nothing
-            import shutil
-
             shutil.rmtree(run)
         cmd = [sys.executable, "-m", "gan_zoo", "train", "--recipe", str(recipe),
                "--data", str(data), "--minutes", f"{args.minutes:g}", "--budget-clock", "cpu",
