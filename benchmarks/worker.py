@@ -137,11 +137,11 @@ def run_engine(spec: dict[str, Any]) -> dict[str, Any]:
     wait = [0.0]
     real_batch = trainer.real_batch
 
-    def timed_real_batch(n: int | None = None) -> torch.Tensor:
+    def timed_real_batch(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         t = time.perf_counter()
-        x = real_batch(n)
+        batch = real_batch(n)
         wait[0] += time.perf_counter() - t
-        return x
+        return batch
 
     trainer.real_batch = timed_real_batch  # type: ignore[method-assign]
     trainer.G.train()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import sampling
 from .data import sample_output
+from .data.classes import ClassInfo, run_classes
 from .data.folders import ImageArray, load_dataset
 from .errors import CheckpointError, GanZooWarning, UsageError
 from .evaluation import during_training as eval_during_training
@@ -39,8 +41,8 @@ from .visual import live as live_plots
 from .visual import tensorboard as tensorboard_log
 
 __all__ = [
-    "TrainResult", "build", "build_components", "load_checkpoint", "load_generator",
-    "make_config", "prepare_training", "sample", "save_images", "train",
+    "TrainResult", "build", "build_components", "class_grid", "load_checkpoint",
+    "load_generator", "interpolate", "make_config", "prepare_training", "sample", "save_images", "train",
 ]
 
 # Extension point for engine features that attach to the loop (evaluation, plots): each is
@@ -144,6 +146,7 @@ def prepare_training(
         data = dist.main_first(lambda: load_dataset(cfg.data, components.arch.resolution))
         if data.skipped:
             log(f"skipped {data.skipped_summary()} in {data.source}")
+    run_classes(cfg, data)  # unlabelled data or other classes: refused before any file is made
     if dist.is_main:  # rank 0 alone writes (and locks) the run directory
         run.create(new=resume is None)
     trainer = Trainer(cfg, components, data, run if dist.is_main else None, callbacks)
@@ -163,6 +166,13 @@ def prepare_training(
     # budget stays a budget.
     if trainer.budget is None:
         cfg = cfg.model_copy(update={"steps": trainer.total_steps, "epochs": None})
+    if trainer.classes is not None:  # the run's classes, checked again on every resume
+        counts = list(trainer.classes.counts)
+        if cfg.class_counts is not None and cfg.class_counts != counts:
+            log(f"note: the data's images per class changed since the run's last start "
+                f"({sum(cfg.class_counts)} -> {sum(counts)} images)")
+        cfg = cfg.model_copy(update={"classes": list(trainer.classes.names),
+                                     "class_counts": counts})
     run.write_config(cfg.to_toml())
     trainer.trust_weights = trust_weights  # type: ignore[attr-defined]  # read by evaluation
     for factory in CALLBACK_FACTORIES:
@@ -210,24 +220,66 @@ def load_generator(
     """The generator of a checkpoint (its EMA weights when saved and ema=True), in eval mode."""
     tensors, meta, path = load_checkpoint(target, which)
     arch = build_recorded("arch", meta["arch"])  # not installed / another version / bad options
+    where = f"{shown(str(path))}: cannot load its {shown(arch.name)} generator"
+    classes = ClassInfo.from_meta(meta.get("classes"), where)
+    if classes is not None:
+        if not arch.conditional:
+            raise CheckpointError(f"{where}: the checkpoint names classes but this version of "
+                                  f"{shown(arch.name)} is unconditional")
+        arch.num_classes = len(classes)
     prefix = "G_ema" if ema and meta.get("has_ema") else "G"
     # Shapes, dtypes and finiteness checked against the model built without memory first.
-    generator = restore.build_generator(
-        arch, tensors, prefix, f"{shown(str(path))}: cannot load its {shown(arch.name)} generator")
+    generator = restore.build_generator(arch, tensors, prefix, where)
+    if classes is not None:  # what sampling tools read to name and draw classes
+        generator.class_names, generator.class_counts = classes.names, classes.counts
     meta["path"] = str(path)
     return generator.to(device).eval(), meta
 
 
 def sample(generator: Generator, n: int, seed: int = 0, batch_size: int = 64,
-           device: str | torch.device | None = None, precision: str = "fp32") -> Tensor:
+           device: str | torch.device | None = None, precision: str = "fp32",
+           truncation: float = 1.0, classes: Sequence[str | int] | None = None) -> Tensor:
     """n images in [-1, 1] on the CPU, the same for the same seed, precision and batch size.
     precision "bf16" (or "auto": bf16 where the hardware runs it fast, as `ganzoo sample`
     does) is 1.7x faster for conv64 on a CPU with bf16 units, within 1/255 per pixel of fp32
     there (docs/performance.md). fp32 stays the default here, so that code calling this gets
-    the images it got before. For many images, write them as they are made instead:
-    gan_zoo.data.sample_output.sample_to (what `ganzoo sample` does)."""
-    batches = list(sample_output.generate(generator, n, seed, batch_size, device, precision))
+    the images it got before. truncation: psi in (0, 1], 1 = off; smaller trades variety for
+    fidelity (`ganzoo sample --truncation`, gan_zoo.sampling). For many images, write them as
+    they are made instead: gan_zoo.data.sample_output.sample_to (what `ganzoo sample` does).
+    classes (a conditional generator's names or indices): image i is of classes[i % k];
+    without them labels are drawn by each class's share of the training images."""
+    chosen = sampling.class_indices(generator, classes)
+    batches = list(sample_output.generate(generator, n, seed, batch_size, device, precision,
+                                          truncation, chosen))
     return torch.cat(batches) if batches else torch.zeros(0)
+
+
+def class_grid(generator: Generator, classes: Sequence[str | int] | None = None,
+               columns: int = 8, seed: int = 0, batch_size: int = 64,
+               device: str | torch.device | None = None, precision: str = "fp32",
+               truncation: float = 1.0) -> Tensor:
+    """A conditional generator's class grid (`ganzoo sample --class-grid`): one row per class
+    (the given names or indices, else all), the same `columns` seeded latents in every row;
+    (rows * columns, C, H, W) in [-1, 1]. Save it with save_images(images, "grid.png",
+    nrow=columns)."""
+    return sample_output.class_grid(generator, sampling.class_indices(generator, classes),
+                                    columns, seed, batch_size, device, precision, truncation)
+
+
+def interpolate(generator: Generator, k: int, out: str | os.PathLike, frames: int = 16,
+                fps: int = 12, seed: int = 0, truncation: float = 1.0, batch_size: int = 64,
+                device: str | torch.device | None = None, precision: str = "fp32",
+                class_: str | int | None = None) -> Path:
+    """A looping animation of a walk through k >= 2 seeded latents (`ganzoo sample
+    --interpolate K`): `frames` frames per segment by spherical interpolation, the last latent
+    back to the first, at `fps` frames per second. `out`: x.gif, or x.mp4 when an ffmpeg
+    executable is on PATH; written whole or not at all (an existing file is replaced, a folder
+    refused). Frame i * frames shows image i of sample(generator, k, seed, truncation=...) with a
+    batch size of at least k. A conditional generator walks within one class: `class_` (a
+    name or index), else one drawn from the seed. Returns the path written."""
+    chosen = sampling.class_indices(generator, None if class_ is None else [class_])
+    return sample_output.walk_to(generator, k, out, frames, fps, seed, truncation, batch_size,
+                                 device, precision, None if chosen is None else chosen[0])
 
 
 def save_images(images: Tensor, out: str | os.PathLike, nrow: int | None = None) -> Path:

@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from . import __version__, kinds
-from .errors import GanZooError, install_warning_format
+from .errors import GanZooError, UsageError, install_warning_format
 from .kinds import KIND_TITLES, KINDS
-from .util.textsafe import bare, escape, message_block
+from .util.textsafe import bare, escape, message_block, shown
 
 
 # Modules that import PyTorch (seconds) are imported inside the commands that need them, so
@@ -170,6 +170,11 @@ def _progress_printer(quiet: bool):
 @cli.command()
 @click.option("--arch", help="Architecture name (`ganzoo list arch`).")
 @click.option("--data", type=click.Path(), help="Folder of images (default: built-in shapes).")
+@click.option("--conditional", is_flag=True, default=None,
+              help="Class-conditional GAN: one subfolder of --data per class (built-in shapes: "
+              "their kind).")
+@click.option("--class-balance", is_flag=True, default=None,
+              help="Conditional runs: draw every class equally often, whatever its size.")
 @click.option("--steps", type=int, help="Total generator steps of the run.")
 @click.option("--epochs", type=float, help="Run length in passes over the data.")
 @click.option("--minutes", "time_budget", type=float,
@@ -280,6 +285,10 @@ def train(config_file: str | None, resume: str | None, option_items: tuple[str, 
     echo(f"{cfg.arch} on {trainer.data.source} ({len(trainer.data)} images, "
          f"{trainer.data.resolution}px), {_length(trainer)} of batch {cfg.batch_size}, "
          f"loss {cfg.loss}, device {trainer.device.type}")
+    if trainer.classes is not None:
+        from .data.classes import describe
+        echo(f"conditional: {describe(trainer.classes)}"
+             + (", drawn equally often" if cfg.class_balance else ""))
     for line in hardware.run_header(trainer.precision, trainer.precision_reason,
                                     cfg.channels_last, trainer.device):
         echo(line)
@@ -362,8 +371,26 @@ def _launch(nproc: int, values: dict[str, Any], resume: str | None, out: str | N
               "within about 1/255 of fp32's), else fp32.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Images generated at once.")
+@click.option("--truncation", type=float, default=1.0, show_default=True,
+              help="Truncation psi in (0, 1]: 1 is off; smaller trades variety for fidelity "
+              "(latents redrawn within 2*psi of the mean, or a StyleGAN's w pulled toward its "
+              "mean). Every form, and --interpolate.")
+@click.option("--interpolate", type=click.IntRange(2, 1000), metavar="K",
+              help="Instead of images: a looping walk through K seeded latents (spherical "
+              "interpolation) to --out x.gif, or x.mp4 with ffmpeg on PATH.")
+@click.option("--frames", type=click.IntRange(1, 4096), default=16, show_default=True,
+              help="--interpolate: frames from one latent to the next.")
+@click.option("--fps", type=click.IntRange(1, 50), default=12, show_default=True,
+              help="--interpolate: frames per second.")
+@click.option("--class", "classes", multiple=True, metavar="NAME|INDEX",
+              help="Conditional runs: only this class (repeatable: the classes in turn).")
+@click.option("--class-grid", is_flag=True,
+              help="Conditional runs: one row per class (or per --class), -n columns (default "
+              "8) of the same latents, as one x.png.")
 def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
-           device: str, precision: str, batch_size: int) -> None:
+           device: str, precision: str, batch_size: int, truncation: float,
+           interpolate: int | None, frames: int, fps: int, classes: tuple[str, ...],
+           class_grid: bool) -> None:
     """Generate images from a run directory or checkpoint file.
 
     Images are made and written one batch at a time: -n 1000000 needs the memory of -n 64.
@@ -372,29 +399,94 @@ def sample(target: str, n: int, out: str, seed: int, best: bool, no_ema: bool,
     existing folder must be empty), encoded by a thread pool while the next batch is made.
     Each is written under a temporary name beside it and renamed when complete: it appears
     whole or not at all. The same seed, precision and batch size give the same images in
-    every form."""
+    every form. --truncation 0.7 trades variety for fidelity (docs/quickstart.md, "Truncation
+    and latent walks"); --interpolate K --out walk.gif animates a loop through K latents,
+    K x --frames frames, whose K keyframes are the first K images of the same seed.
+    Conditional runs: --class NAME (repeatable) draws only those classes, in turn;
+    --class-grid --out grid.png draws one row per class (or per --class), -n columns of the
+    same latents (docs/conditional.md)."""
     import time
 
     import torch
 
-    from . import api
-    from .data.sample_output import check_out, sample_precision, sample_to
+    from . import api, sampling
+    from .data.sample_output import (
+        ANIMATIONS,
+        check_out,
+        check_walk,
+        check_walk_out,
+        sample_precision,
+        sample_to,
+        walk_to,
+        write_samples,
+    )
+    from .data.sample_output import class_grid as class_grid_images
     from .training.trainer import resolve_device
     from .util.hardware import choose_channels_last
 
-    check_out(out, n)  # before loading anything
+    # Before loading anything: the truncation, the walk's options and the output.
+    psi = sampling.check_psi(truncation)
+    ctx = click.get_current_context()
+    given = [f"--{name}" for name in ("frames", "fps")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    n_given = ctx.get_parameter_source("n") is not click.core.ParameterSource.DEFAULT
+    if class_grid:
+        if interpolate is not None:
+            raise UsageError("--class-grid and --interpolate are two pictures; give one")
+        if os.path.splitext(out)[1].lower() != ".png":
+            raise UsageError(f"--out {shown(out)}: --class-grid draws one picture; name it "
+                             "x.png")
+        n = n if n_given else 8  # columns
+        if n > 256:
+            raise UsageError(f"-n {n}: a class grid has -n columns, at most 256")
+    if interpolate is not None and len(classes) > 1:
+        raise UsageError("--interpolate walks within one class: give --class once")
+    if interpolate is None:
+        if given:
+            raise UsageError(f"{' and '.join(given)} set the animation of --interpolate K; "
+                             "give --interpolate too")
+        if os.path.splitext(out)[1].lower() in ANIMATIONS:
+            raise UsageError(f"--out {shown(out)}: an animation is a walk through latents; add "
+                             "--interpolate K (K >= 2 latents)")
+        check_out(out, n)
+    else:
+        if n_given:
+            raise UsageError("-n does not apply to --interpolate K: the walk has K x --frames "
+                             "frames")
+        check_walk(interpolate, frames, fps)
+        check_walk_out(out)
     dev = resolve_device(device)
-    chosen, why = sample_precision(precision, dev)
+    used, why = sample_precision(precision, dev)
     generator, meta = api.load_generator(target, "best" if best else "latest", dev, not no_ema)
     if choose_channels_last(dev)[0]:  # faster convolutions, the same images (measured)
         generator = generator.to(memory_format=torch.channels_last)
+    sampling.check_truncation(generator, psi)
+    chosen = sampling.class_indices(generator, list(classes))
+    truncated = f", truncation {psi:g}" if psi != 1 else ""
     start = time.perf_counter()
-    path = sample_to(generator, n, out, seed=seed, batch_size=batch_size, precision=chosen)
+    if interpolate is not None:
+        path = walk_to(generator, interpolate, out, frames, fps, seed, psi, batch_size,
+                       precision=used, label=None if chosen is None else chosen[0])
+        seconds = time.perf_counter() - start
+        click.echo(escape(f"wrote a walk through {interpolate} latents ({interpolate * frames} "
+                          f"frames, {fps} fps) from {meta['path']} (step {meta['step']}) to "
+                          f"{path} in {seconds:.1f}s, {used} ({why}){truncated}"))
+        return
+    if class_grid:
+        images = class_grid_images(generator, chosen, n, seed, batch_size, precision=used,
+                                   truncation=psi)
+        path = write_samples([images], len(images), out, nrow=n)
+        click.echo(escape(f"wrote a class grid of {len(images) // n} classes x {n} from "
+                          f"{meta['path']} (step {meta['step']}) to {path}, {used} ({why})"
+                          f"{truncated}"))
+        return
+    path = sample_to(generator, n, out, seed=seed, batch_size=batch_size, precision=used,
+                     truncation=psi, classes=chosen)
     seconds = time.perf_counter() - start
     # Paths come from the user and from checkpoint metadata: escaped like every other message.
     click.echo(escape(f"wrote {n} images from {meta['path']} (step {meta['step']}) to {path} "
-                      f"in {seconds:.1f}s ({n / max(seconds, 1e-9):.0f} images/s), {chosen} "
-                      f"({why})"))
+                      f"in {seconds:.1f}s ({n / max(seconds, 1e-9):.0f} images/s), {used} "
+                      f"({why}){truncated}"))
 
 
 # ---------------------------------------------------------------------------- list / show

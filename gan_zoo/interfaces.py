@@ -48,11 +48,24 @@ class Component:
 
 
 class Generator(nn.Module, ABC):
-    """Maps latent vectors (N, latent_dim) to images (N, channels, resolution, resolution) in [-1, 1]."""
+    """Maps latent vectors (N, latent_dim) to images (N, channels, resolution, resolution) in [-1, 1].
+
+    A conditional generator (built with ``num_classes`` >= 2, see Architecture.conditional) is
+    called ``G(z, y=labels)`` with int64 labels of shape (N,); an unconditional one ``G(z)``.
+    """
 
     latent_dim: int
     resolution: int
     channels: int
+    num_classes: int = 0  # 0: unconditional
+    # How `ganzoo sample --truncation PSI` (PSI in (0, 1], 1 = off) truncates this generator
+    # (gan_zoo.sampling). "latent": the engine draws z from the standard normal truncated to
+    # |z_i| <= 2 PSI (components outside redrawn), so PSI -> 0 gives the mean latent 0 and
+    # PSI = 1 is no truncation at all (not a bound of 2): the default changes no image. For the
+    # default standard-normal prior only: with sample_latent overridden, psi < 1 is refused.
+    # "mapping": the generator has a mapping network and truncates itself: forward takes a
+    # keyword ``truncation_psi`` (default 1.0) and pulls w toward its tracked mean (StyleGAN).
+    truncation: ClassVar[Literal["latent", "mapping"]] = "latent"
 
     @abstractmethod
     def forward(self, z: Tensor) -> Tensor: ...
@@ -76,10 +89,15 @@ class Generator(nn.Module, ABC):
 
 
 class Discriminator(nn.Module, ABC):
-    """Maps images (N, channels, resolution, resolution) in [-1, 1] to one logit each, shape (N,)."""
+    """Maps images (N, channels, resolution, resolution) in [-1, 1] to one logit each, shape (N,).
+
+    A conditional discriminator (``num_classes`` >= 2) is called ``D(x, y=labels)``, also with
+    ``aux=n`` when it declares auxiliary losses; an unconditional one ``D(x)``.
+    """
 
     resolution: int
     channels: int
+    num_classes: int = 0  # 0: unconditional
     # Names of auxiliary losses this D computes on real images (FastGAN's reconstruction
     # decoders). When non-empty, D's updates call ``forward(x, aux=n)``, the first n images of
     # x being real, and forward returns ``(logits, {name: 0-dim loss})``; the engine adds the
@@ -94,6 +112,13 @@ class Architecture(Component):
     """A generator/discriminator pair at one resolution."""
 
     kind: ClassVar[str] = "arch"
+    # Class-conditional runs (--conditional): an architecture that can take the class declares
+    # conditional = True. The engine then sets num_classes (>= 2) on the instance before it
+    # calls build_generator/build_discriminator, whose modules take the labels (see Generator
+    # and Discriminator). Unconditional runs leave num_classes 0: the modules must then be
+    # exactly the unconditional ones (same parameters), so old checkpoints keep loading.
+    conditional: ClassVar[bool] = False
+    num_classes: int = 0
 
     @property
     @abstractmethod

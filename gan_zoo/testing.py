@@ -235,23 +235,28 @@ def check_options(cls: type[Component]) -> None:
 # ------------------------------------------------------------------- architectures
 
 
-def _tiny_images(n: int, resolution: int, seed: int = 0):
+def _tiny_images(n: int, resolution: int, seed: int = 0, classes: int = 0):
     from .data.folders import ImageArray
 
     rng = np.random.default_rng(seed)
-    return ImageArray(rng.integers(0, 256, (n, resolution, resolution, 3), dtype=np.uint8),
-                      "contract-test")
+    images = rng.integers(0, 256, (n, resolution, resolution, 3), dtype=np.uint8)
+    if not classes:
+        return ImageArray(images, "contract-test")
+    return ImageArray(images, "contract-test", labels=np.arange(n, dtype=np.int64) % classes,
+                      classes=tuple(f"class{i}" for i in range(classes)))
 
 
-def _trainer(name: str, options: dict[str, Any], resolution: int):
+def _trainer(name: str, options: dict[str, Any], resolution: int, classes: int = 0):
     from .training.assembly import build_components
     from .training.config import make_config
     from .training.trainer import Trainer
 
     cfg = make_config({"arch": name, "batch_size": 4, "steps": 4, "device": "cpu",
                        "options": {name: options} if options else {}, "sample_grid": 4,
-                       "ema_decay": 0.9, "checkpoint_every": 1000, "sample_every": 1000})
-    trainer = Trainer(cfg, build_components(cfg), _tiny_images(8, resolution), None)
+                       "ema_decay": 0.9, "checkpoint_every": 1000, "sample_every": 1000,
+                       "conditional": bool(classes)})
+    trainer = Trainer(cfg, build_components(cfg), _tiny_images(8, resolution, classes=classes),
+                      None)
     if trainer.ema is not None:  # the EMA's batch-norm calibration still runs, on fewer images
         trainer.ema.norm_batches, trainer.ema.norm_batch_size = 2, 8
     return trainer
@@ -303,16 +308,55 @@ def check_architecture(cls: type[Architecture], options: dict[str, Any] | None =
         if logits.shape != (n,) or not torch.isfinite(logits).all():
             raise _fail(cls, f"D ({mode} mode) must return {n} finite logits of shape ({n},), "
                              f"got {tuple(logits.shape)}")
+    if cls.conditional:
+        _check_conditional(cls, opts, G, D)
     if ch != 3:
         return  # the data pipeline feeds RGB; the training checks need RGB images
     _check_training_and_resume(cls, arch.name, opts, res)
+    if cls.conditional:
+        _check_training_and_resume(cls, arch.name, opts, res, classes=3)
 
 
-def _check_training_and_resume(cls: type, name: str, opts: dict[str, Any], res: int) -> None:
+def _check_conditional(cls: type[Architecture], opts: dict[str, Any], G_plain: Generator,
+                       D_plain: Discriminator) -> None:
+    """A conditional architecture (docs/plugins.md): with num_classes set, G(z, y=labels) and
+    D(x, y=labels) take the labels and the class changes both outputs; without, the modules are
+    the unconditional ones (its parameters decide which checkpoints load)."""
+    arch = _build(cls, opts)
+    arch.num_classes = 3
+    G, D = arch.build_generator(), arch.build_discriminator()
+    if (G.num_classes, D.num_classes) != (3, 3):
+        raise _fail(cls, f"with num_classes = 3 set on the architecture, G and D must have "
+                         f"num_classes 3, got {G.num_classes} and {D.num_classes}")
+    if G_plain.num_classes or D_plain.num_classes:
+        raise _fail(cls, "an unconditional build (num_classes 0) must give num_classes 0 modules")
+    for plain, labelled in ((G_plain, G), (D_plain, D)):
+        plain.train(), labelled.train()
+    torch.manual_seed(0)
+    for m in (G, D):  # fresh class parameters may start equal for all classes (gain 1, bias 0)
+        for name, p in m.named_parameters():
+            if "embed" in name or "gain" in name or "bias" in name or "proj" in name:
+                with torch.no_grad():
+                    p.add_(torch.randn_like(p) * 0.1)
+    z = G.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    y_a, y_b = torch.tensor([0, 1]), torch.tensor([2, 2])
+    with torch.no_grad():
+        xa, xb = G(z, y=y_a), G(z, y=y_b)
+        la, lb = D(xa, y=y_a), D(xa, y=y_b)
+    res, ch = G_plain.resolution, G_plain.channels
+    if xa.shape != (2, ch, res, res) or la.shape != (2,):
+        raise _fail(cls, f"G(z, y=labels) gave {tuple(xa.shape)} and D(x, y=labels) "
+                         f"{tuple(la.shape)}, expected {(2, ch, res, res)} and (2,)")
+    if torch.equal(xa, xb) or torch.equal(la, lb):
+        raise _fail(cls, "the class label must change G's images and D's logits")
+
+
+def _check_training_and_resume(cls: type, name: str, opts: dict[str, Any], res: int,
+                               classes: int = 0) -> None:
     if name not in get_registry().names("arch") or get_registry().get("arch", name) is not cls:
         raise _fail(cls, "must be registered for the training checks; wrap the call in "
                          "gan_zoo.testing.registered_plugin(...)")
-    tr = _trainer(name, opts, res)
+    tr = _trainer(name, opts, res, classes)
     before_g = {k: v.clone() for k, v in tr.G.state_dict().items()}
     before_d = {k: v.clone() for k, v in tr.D.state_dict().items()}
     stats = tr.train_step()
@@ -325,7 +369,7 @@ def _check_training_and_resume(cls: type, name: str, opts: dict[str, Any], res: 
     with tempfile.TemporaryDirectory() as tmp:
         path = ckpt.save(Path(tmp) / "contract.safetensors", tensors, meta)
         loaded, loaded_meta = ckpt.load(path)
-    tr2 = _trainer(name, opts, res)
+    tr2 = _trainer(name, opts, res, classes)
     tr2.load_state(loaded, loaded_meta)
     differ = _same(tensors, tr2.state_tensors()[0])
     if differ:

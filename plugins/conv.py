@@ -69,17 +69,50 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, ClassBatchNorm):
+            nn.init.normal_(m.gain.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias.weight)
+
+
+class ClassBatchNorm(nn.Module):
+    """Conditional batch norm (de Vries et al. 2017; as in SNGAN-projection, Miyato & Koyama
+    2018): batch statistics shared by all classes, a gain and a bias per class."""
+
+    def __init__(self, channels: int, num_classes: int, dims: int = 2):
+        super().__init__()
+        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+        self.norm = norm(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        shape = (len(y), -1) + (1,) * (x.dim() - 2)
+        return self.norm(x) * self.gain(y).view(shape) + self.bias(y).view(shape)
+
+
+def _labels(module: nn.Module, y: Tensor | None) -> None:
+    """A conditional module needs labels, an unconditional one takes none."""
+    if (y is None) != (module.num_classes == 0):
+        raise ValueError(f"{type(module).__name__} with num_classes={module.num_classes} was "
+                         f"called {'without' if y is None else 'with'} labels")
 
 
 class ConvGenerator(Generator):
-    """Dense layer to a g_start x g_start map, then upsampling blocks to the resolution."""
+    """Dense layer to a g_start x g_start map, then upsampling blocks to the resolution.
 
-    def __init__(self, o: ConvOptions, resolution: int):
+    Conditional (num_classes > 0): every batch norm becomes a ClassBatchNorm; without batch
+    norm (g_norm none), a learned class embedding is concatenated to z (Mirza & Osindero 2014).
+    """
+
+    def __init__(self, o: ConvOptions, resolution: int, num_classes: int = 0):
         super().__init__()
         self.latent_dim, self.resolution, self.channels = o.latent_dim, resolution, 3
+        self.num_classes = num_classes
         n_up = int(math.log2(resolution // o.g_start))
         # Channels per scale, from the first map down to full resolution; the upsample variant
         # keeps `width` channels at full resolution and adds a 3-channel conv, the transposed
@@ -88,8 +121,18 @@ class ConvGenerator(Generator):
         chans = [min(o.width * 2 ** (top - i), o.max_channels) for i in range(top + 1)]
         self.start = (chans[0], o.g_start)
         norm = o.g_norm == "batch"
-        self.dense = nn.Linear(o.latent_dim, chans[0] * o.g_start**2, bias=not norm)
-        self.dense_norm = nn.BatchNorm1d(chans[0] * o.g_start**2) if norm else nn.Identity()
+        embed = num_classes > 0 and not norm
+        # Without batch norm, the class enters as an embedding the size of z, next to it.
+        self.embed = nn.Embedding(num_classes, o.latent_dim) if embed else None
+        self.dense = nn.Linear(o.latent_dim * (2 if embed else 1), chans[0] * o.g_start**2,
+                               bias=not norm)
+
+        def batch_norm(c: int, dims: int = 2) -> nn.Module:
+            if num_classes:
+                return ClassBatchNorm(c, num_classes, dims)
+            return nn.BatchNorm2d(c) if dims == 2 else nn.BatchNorm1d(c)
+
+        self.dense_norm = batch_norm(chans[0] * o.g_start**2, 1) if norm else nn.Identity()
         self.dense_act = _activation(o.g_activation)
         layers: list[nn.Module] = []
         pad = (o.g_kernel - 1) // 2
@@ -107,7 +150,7 @@ class ConvGenerator(Generator):
                            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not norm)]
             if not last:
                 if norm:
-                    layers.append(nn.BatchNorm2d(c_out))
+                    layers.append(batch_norm(c_out))
                 layers.append(_activation(o.g_activation))
         if o.g_block == "upsample":
             layers.append(nn.Conv2d(chans[-1], 3, 3, 1, 1))
@@ -116,17 +159,32 @@ class ConvGenerator(Generator):
         if o.init == "dcgan":
             _dcgan_init(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.dense_act(self.dense_norm(self.dense(z)))
-        return self.blocks(h.view(z.shape[0], self.start[0], self.start[1], self.start[1]))
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        _labels(self, y)
+        if y is None:
+            h = self.dense_act(self.dense_norm(self.dense(z)))
+            return self.blocks(h.view(z.shape[0], self.start[0], self.start[1], self.start[1]))
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y).to(z.dtype)], 1)
+        h = self.dense(z)
+        h = self.dense_norm(h, y) if isinstance(self.dense_norm, ClassBatchNorm) else h
+        h = self.dense_act(h).view(z.shape[0], self.start[0], self.start[1], self.start[1])
+        for layer in self.blocks:
+            h = layer(h, y) if isinstance(layer, ClassBatchNorm) else layer(h)
+        return h
 
 
 class ConvDiscriminator(Discriminator):
-    """Strided convs halving the side down to d_end, optional stride-1 convs, a dense logit."""
+    """Strided convs halving the side down to d_end, optional stride-1 convs, a dense logit.
 
-    def __init__(self, o: ConvOptions, resolution: int):
+    Conditional (num_classes > 0): a projection discriminator (Miyato & Koyama 2018): the logit
+    gains <embed(y), sum of the last features over space>, one learned vector per class
+    (spectrally normalized with d_norm spectral, as in SNGAN-projection)."""
+
+    def __init__(self, o: ConvOptions, resolution: int, num_classes: int = 0):
         super().__init__()
         self.resolution, self.channels = resolution, 3
+        self.num_classes = num_classes
         n_down = int(math.log2(resolution // o.d_end))
         n_convs = n_down + o.d_extra_convs
         chans = [min(o.width * 2**i, o.max_channels) for i in range(n_convs)]
@@ -147,11 +205,24 @@ class ConvDiscriminator(Discriminator):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.logit = sn(nn.Linear(c_in * o.d_end**2, 1))
+        self.projection = None
+        if num_classes:
+            embed = nn.Embedding(num_classes, c_in)
+            nn.init.normal_(embed.weight, 0.0, 0.02)  # small: D starts near the unconditional one
+            self.projection = sn(embed)
         if o.init == "dcgan":
             _dcgan_init(self)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        _labels(self, y)
         h = self.features(x)
+        out = self._logit(h)
+        if self.projection is not None and y is not None:
+            pooled = h.float().sum((2, 3)) if h.dim() == 4 else h.float()
+            out = out + (self.projection(y) * pooled).sum(1).to(out.dtype)
+        return out
+
+    def _logit(self, h: Tensor) -> Tensor:
         if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(
                 memory_format=torch.channels_last):
             # Channels-last: flatten in (h, w, c) memory order (a view; flatten() would copy to
@@ -170,15 +241,17 @@ class _ConvArchitecture(Architecture):
     Options = ConvOptions
     contract_options: ClassVar[dict] = {"width": 8, "latent_dim": 16}  # fast contract tests
 
+    conditional: ClassVar[bool] = True  # class-conditional BN in G, projection in D
+
     @property
     def resolution(self) -> int:
         return self._resolution
 
     def build_generator(self) -> ConvGenerator:
-        return ConvGenerator(self.options, self._resolution)
+        return ConvGenerator(self.options, self._resolution, self.num_classes)
 
     def build_discriminator(self) -> ConvDiscriminator:
-        return ConvDiscriminator(self.options, self._resolution)
+        return ConvDiscriminator(self.options, self._resolution, self.num_classes)
 
 
 # Default width per resolution: the first feature map has 256 channels at 32 and 64 pixels,

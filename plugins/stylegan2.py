@@ -229,6 +229,10 @@ def _channels(o: StyleGAN2Options, side: int, resolution: int, d: bool = False) 
 class StyleGAN2Generator(Generator):
     """StyleGAN2 generator (Karras et al. 2020), skip architecture; see the module docstring."""
 
+    # `ganzoo sample --truncation PSI` calls forward(z, truncation_psi=PSI): w is pulled toward
+    # the tracked w_avg (the truncation trick in w space), z is the plain normal draw.
+    truncation = "mapping"
+
     def __init__(self, o: StyleGAN2Options, resolution: int):
         super().__init__()
         self.o = o

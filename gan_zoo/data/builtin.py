@@ -14,6 +14,9 @@ from PIL import Image, ImageDraw
 BUILTIN_NAME = "shapes"
 BUILTIN_SIZE = 4096
 SUPERSAMPLE = 4
+# The shape kinds, in the order of draw_shape's `kind`: the classes of a conditional run on the
+# built-in dataset.
+SHAPE_KINDS = ("disc", "square", "triangle")
 
 
 def _colour(rng: np.random.Generator, light: tuple[float, float]) -> tuple[int, int, int]:
@@ -25,7 +28,17 @@ def draw_shape(rng: np.random.Generator, resolution: int, *, kind: int | None = 
                colour: tuple[int, int, int] | None = None,
                centre: tuple[float, float] | None = None,
                size: float | None = None) -> np.ndarray:
-    """One image: a vertical two-colour gradient and one shape, anti-aliased by supersampling.
+    """One image (see draw_labelled_shape)."""
+    return draw_labelled_shape(rng, resolution, kind=kind, colour=colour, centre=centre,
+                               size=size)[0]
+
+
+def draw_labelled_shape(rng: np.random.Generator, resolution: int, *, kind: int | None = None,
+                        colour: tuple[int, int, int] | None = None,
+                        centre: tuple[float, float] | None = None,
+                        size: float | None = None) -> tuple[np.ndarray, int]:
+    """One image and the kind of shape in it: a vertical two-colour gradient and one shape,
+    anti-aliased by supersampling.
 
     kind (0 disc, 1 square, 2 triangle), colour (RGB 0-255), centre (x, y as fractions of the
     side) and size (fraction of the side; 0 draws no shape, the background alone) fix what is
@@ -46,17 +59,23 @@ def draw_shape(rng: np.random.Generator, resolution: int, *, kind: int | None = 
         cx, cy = centre[0] * side, centre[1] * side
     box = (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
     colour = _colour(rng, (0.75, 1.0)) if colour is None else colour
-    kind = rng.integers(3) if kind is None else kind
+    kind = int(rng.integers(3)) if kind is None else kind
     if size > 0 and kind == 0:  # size 0: the background alone
         draw.ellipse(box, fill=colour)
     elif size > 0 and kind == 1:
         draw.rectangle(box, fill=colour)
     elif size > 0:
         draw.polygon([(cx, box[1]), (box[2], box[3]), (box[0], box[3])], fill=colour)
-    return np.asarray(img.resize((resolution, resolution), Image.Resampling.BOX))
+    return np.asarray(img.resize((resolution, resolution), Image.Resampling.BOX)), kind
 
 
 def make_shapes(n: int, resolution: int, seed: int = 0) -> np.ndarray:
     """(n, resolution, resolution, 3) uint8, identical for the same arguments."""
+    return make_labelled_shapes(n, resolution, seed)[0]
+
+
+def make_labelled_shapes(n: int, resolution: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """make_shapes's images and each one's shape kind (int64, an index into SHAPE_KINDS)."""
     rng = np.random.default_rng(seed)
-    return np.stack([draw_shape(rng, resolution) for _ in range(n)])
+    drawn = [draw_labelled_shape(rng, resolution) for _ in range(n)]
+    return np.stack([d[0] for d in drawn]), np.array([d[1] for d in drawn], np.int64)

@@ -26,7 +26,7 @@ from ..training.distributed import per_rank_batch
 from ..util.atomic import replacing, replacing_file, write_bytes
 from ..util.regular_files import open_regular
 from ..util.textsafe import escape, shown
-from .builtin import BUILTIN_NAME, BUILTIN_SIZE, make_shapes
+from .builtin import BUILTIN_NAME, BUILTIN_SIZE, SHAPE_KINDS, make_labelled_shapes
 
 # Files read as images, by suffix; Pillow is told to try only these formats, so a renamed
 # file never reaches an exotic decoder (EPS would start Ghostscript).
@@ -215,13 +215,21 @@ class ImageArray:
     """A decoded dataset: (N, R, R, 3) uint8, usually memory-mapped, and where it came from.
 
     `skipped` counts the image files not used (unreadable, or in a format gan-zoo does not
-    read); `skipped_kinds` splits that count by file suffix."""
+    read); `skipped_kinds` splits that count by file suffix.
+
+    Classes (gan_zoo.data.classes): a folder's subfolders name them (the ImageFolder layout)
+    and `labels` gives each image's index in `classes`, or -1 for an image outside every
+    class folder; `empty_classes` names subfolders without a usable image. A folder without
+    subfolders has no classes (`labels` None); the built-in shapes are labelled by kind."""
 
     images: np.ndarray
     source: str
     skipped: int = 0
     cache_path: Path | None = None
     skipped_kinds: dict[str, int] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+    empty_classes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -240,21 +248,21 @@ def _kind(path: Path) -> str:
     return path.suffix.lower() or "(no suffix)"
 
 
-def _decode_folder(files: list[Path], resolution: int, target: Path) -> dict[str, int]:
-    """Decode files into target .npy; returns {suffix: count} of the ones skipped as unreadable."""
+def _decode_folder(files: list[Path], resolution: int, target: Path) -> list[int]:
+    """Decode files into target .npy; returns the indices (into files) of the ones skipped as
+    unreadable."""
     workers = max(1, min(8, os.cpu_count() or 1))
-    failed: dict[str, int] = {}
+    failed: list[int] = []
     with replacing(target) as tmp:
         arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), resolution, resolution, 3))
         n = 0
         with ThreadPoolExecutor(workers) as pool:
-            for path, img in zip(files, pool.map(lambda f: _try_load(f, resolution), files),
-                                 strict=True):
+            for i, img in enumerate(pool.map(lambda f: _try_load(f, resolution), files)):
                 if img is not None:
                     arr[n] = img
                     n += 1
                 else:
-                    failed[_kind(path)] = failed.get(_kind(path), 0) + 1
+                    failed.append(i)
         arr.flush()
         del arr
         if n < len(files):
@@ -294,44 +302,87 @@ def load_folder(root: str | os.PathLike, resolution: int, use_cache: bool = True
     key = _fingerprint(files, root, resolution)
     target = cache_dir() / f"{key}.npy"
     meta_path = target.with_suffix(".json")
-    failed: dict[str, int] | None = None
+    failed: list[int] | None = None
     images = None
     if use_cache and target.exists() and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
             images = np.load(target, mmap_mode="r")
-            failed = {str(k): int(v) for k, v in meta.get("skipped_kinds", {}).items()}
-            if sum(failed.values()) != int(meta["skipped"]):
+            failed = sorted({int(i) for i in meta["failed"]})
+            if not all(0 <= i < len(files) for i in failed) or \
+                    len(images) != len(files) - len(failed):
                 failed = None  # a damaged cache: decoded again below
         except (ValueError, OSError, KeyError, AttributeError, TypeError):
-            failed = None  # a damaged cache is rebuilt below
+            failed = None  # a damaged cache (or one from before "failed" was kept) is rebuilt
     if failed is None:
         failed = _decode_folder(files, resolution, target)
-        if sum(failed.values()) == len(files):
+        if len(failed) == len(files):
             target.unlink(missing_ok=True)
             raise DataError(
                 f"none of the {len(files)} image files in {shown(str(root))} could be read "
                 f"(all are damaged, empty or not images){_unsupported_note(unsupported)}"
             )
         write_bytes(meta_path, json.dumps({"root": str(root), "files": len(files),
-                                           "skipped": sum(failed.values()),
-                                           "skipped_kinds": failed}).encode())
+                                           "failed": failed}).encode())
         images = np.load(target, mmap_mode="r")
-    kinds = dict(failed)
+    kinds: dict[str, int] = {}
+    for i in failed:
+        kinds[_kind(files[i])] = kinds.get(_kind(files[i]), 0) + 1
     for suffix, count in unsupported.items():
         kinds[suffix] = kinds.get(suffix, 0) + count
-    return ImageArray(images, str(root), sum(kinds.values()), target, kinds)
+    kept = np.ones(len(files), bool)
+    kept[failed] = False
+    labels, classes, empty = folder_classes(root, [f for f, k in zip(files, kept, strict=True)
+                                                   if k])
+    return ImageArray(images, str(root), sum(kinds.values()), target, kinds, labels, classes,
+                      empty)
+
+
+def folder_classes(root: Path, files: list[Path]
+                   ) -> tuple[np.ndarray | None, tuple[str, ...], tuple[str, ...]]:
+    """(each file's class index or -1, class names, names of classes without files).
+
+    The classes are root's subfolders, sorted by name (torchvision's ImageFolder order);
+    an image in a nested folder belongs to its top-level folder; symlinked folders are not
+    classes (scan_folder does not follow them). No subfolders: no classes (labels None)."""
+    try:
+        folders = sorted(e.name for e in os.scandir(root)
+                         if e.is_dir(follow_symlinks=False))
+    except OSError:
+        folders = []
+    if not folders:
+        return None, (), ()
+    index = {name: i for i, name in enumerate(folders)}
+    labels = np.full(len(files), -1, np.int64)
+    for i, f in enumerate(files):
+        parts = f.relative_to(root).parts
+        if len(parts) > 1:
+            labels[i] = index.get(parts[0], -1)
+    counts = np.bincount(labels[labels >= 0], minlength=len(folders))
+    empty = tuple(name for name, c in zip(folders, counts, strict=True) if c == 0)
+    return labels, tuple(folders), empty
 
 
 def load_builtin(resolution: int, n: int = BUILTIN_SIZE, seed: int = 0) -> ImageArray:
-    """The procedural built-in dataset, cached like a folder."""
+    """The procedural built-in dataset, cached like a folder, labelled by shape kind."""
     target = cache_dir() / f"builtin-{BUILTIN_NAME}-v1-{resolution}-{n}-{seed}.npy"
-    if not target.exists():
-        data = make_shapes(n, resolution, seed)
-
-        with replacing_file(target) as fh:
-            np.save(fh, data)  # to a file handle: np.save on a path appends ".npy"
-    return ImageArray(np.load(target, mmap_mode="r"), f"builtin:{BUILTIN_NAME}", 0, target)
+    labels_path = target.with_name(target.stem + "-labels.npy")
+    labels = None
+    if target.exists() and labels_path.exists():
+        try:
+            labels = np.load(labels_path, allow_pickle=False)
+            if labels.shape != (n,) or labels.dtype != np.int64 or \
+                    not np.isin(labels, range(len(SHAPE_KINDS))).all():
+                labels = None
+        except (ValueError, OSError):
+            labels = None
+    if labels is None:  # new, or cached before labels were kept
+        data, labels = make_labelled_shapes(n, resolution, seed)
+        for path, array in ((target, data), (labels_path, labels)):
+            with replacing_file(path) as fh:
+                np.save(fh, array)  # to a file handle: np.save on a path appends ".npy"
+    return ImageArray(np.load(target, mmap_mode="r"), f"builtin:{BUILTIN_NAME}", 0, target,
+                      labels=labels, classes=SHAPE_KINDS)
 
 
 def load_dataset(data: str | None, resolution: int) -> ImageArray:

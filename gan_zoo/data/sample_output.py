@@ -12,6 +12,11 @@ that of one batch whatever -n is. Only a grid (`x.png`) is drawn whole, so its s
 * `name`    (no suffix) a folder of 000000.png, 000001.png, ...: written into a new temporary
             folder beside it and renamed when complete. An existing folder must be empty:
             gan-zoo never writes among (or over) a user's files.
+* `x.gif`   (`--interpolate K`, walk_to) a looping walk through K latents, its frames all
+            made first (at most MAX_WALK_FRAMES), then written like x.npy; `x.mp4` the same
+            through an ffmpeg executable on PATH.
+
+Every form takes a truncation psi (gan_zoo.sampling: `--truncation`).
 
 Speed (docs/performance.md, "Sampling"): PNGs are encoded by a small thread pool while the
 next batch is generated (zlib releases the GIL), at most PENDING_PER_WORKER chunks per worker
@@ -28,20 +33,23 @@ import contextlib
 import errno
 import os
 import shutil
+import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from .. import sampling
 from ..errors import GanZooError, UsageError
 from ..interfaces import Generator
-from ..util import hardware
+from ..util import atomic, hardware
 from ..util.atomic import temporary_prefix
 from ..util.textsafe import shown
 from .images import MAX_GRID_IMAGES, MAX_GRID_PIXELS, grid_layout, paste_tile, to_uint8
@@ -125,26 +133,45 @@ def sample_precision(requested: str, device: str | torch.device) -> tuple[str, s
 # generator function around each resume, so the caller's own code runs with its grad mode.
 @torch.no_grad()
 def generate(generator: Generator, n: int, seed: int = 0, batch_size: int = DEFAULT_BATCH,
-             device: str | torch.device | None = None, precision: str = "fp32"
+             device: str | torch.device | None = None, precision: str = "fp32",
+             truncation: float = 1.0, classes: Sequence[int] | None = None
              ) -> Iterator[Tensor]:
     """n images in [-1, 1] (float32, on the CPU), one batch at a time. The latents come from
     one stream seeded by `seed`, drawn batch by batch (for normal latents the same numbers as
     drawing all n at once), so the same seed gives the same images in every output form.
-    precision "bf16" (or "auto": see sample_precision) runs the generator under bf16 autocast."""
+    precision "bf16" (or "auto": see sample_precision) runs the generator under bf16 autocast.
+    truncation: psi in (0, 1], 1 = off (gan_zoo.sampling); a "latent" generator's truncated
+    latents are redrawn within each batch, so they too are the same for the same batch size.
+    A conditional generator draws the given classes in turn (image i: classes[i % k]), else
+    labels drawn like training's from the same stream (gan_zoo.sampling.draw_labels)."""
     check_seed(seed)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch size must be a whole number of at least 1, not "
-                         f"{shown(str(batch_size), 40)}")
+    _check_batch_size(batch_size)
+    psi = sampling.check_truncation(generator, truncation)
     device = torch.device(device or next(generator.parameters()).device)
     precision = sample_precision(precision, device)[0]
     rng = torch.Generator().manual_seed(seed)
     for start in range(0, n, batch_size):
-        z = generator.sample_latent(min(batch_size, n - start), generator=rng)
-        # Entered per batch: a `with` around the yield would leave autocast on in the caller.
-        with (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-              else contextlib.nullcontext()):
-            images = generator(z.to(device))
-        yield images.float().cpu()
+        z = sampling.draw_latents(generator, min(batch_size, n - start), psi, rng)
+        y = sampling.draw_labels(generator, len(z), rng, classes, start)
+        yield _render(generator, z, psi, device, precision, y)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch size must be a whole number of at least 1, not "
+                         f"{shown(str(batch_size), 40)}")
+
+
+def _render(generator: Generator, z: Tensor, psi: float, device: torch.device,
+            precision: str, y: Tensor | None = None) -> Tensor:
+    """One batch of images for the latents z (and labels y of a conditional generator),
+    float32 on the CPU (call under no_grad)."""
+    # Entered per batch: a `with` around a yield would leave autocast on in the caller.
+    with (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+          else contextlib.nullcontext()):
+        images = sampling.images_for(generator, z.to(device), psi,
+                                     y=None if y is None else y.to(device))
+    return images.float().cpu()
 
 
 class _Output:
@@ -319,8 +346,199 @@ def write_samples(batches: Iterable[Tensor], n: int, out: str | os.PathLike,
 
 def sample_to(generator: Generator, n: int, out: str | os.PathLike, seed: int = 0,
               batch_size: int = DEFAULT_BATCH, device: str | torch.device | None = None,
-              precision: str = "fp32") -> Path:
-    """`ganzoo sample`: n images of `generator` streamed to `out` (precision: see generate)."""
+              precision: str = "fp32", truncation: float = 1.0,
+              classes: Sequence[int] | None = None) -> Path:
+    """`ganzoo sample`: n images of `generator` streamed to `out` (precision, truncation,
+    classes: see generate)."""
     check_seed(seed)
+    sampling.check_truncation(generator, truncation)
     check_out(out, n)
-    return write_samples(generate(generator, n, seed, batch_size, device, precision), n, out)
+    return write_samples(generate(generator, n, seed, batch_size, device, precision, truncation,
+                                  classes), n, out)
+
+
+@torch.no_grad()
+def class_grid(generator: Generator, classes: Sequence[int] | None = None, columns: int = 8,
+               seed: int = 0, batch_size: int = DEFAULT_BATCH,
+               device: str | torch.device | None = None, precision: str = "fp32",
+               truncation: float = 1.0) -> Tensor:
+    """A conditional generator's class grid: one row per class (the given ones, else all),
+    `columns` latents drawn from `seed`, the same latent down each column, so a column shows
+    one latent in every class; (rows * columns, C, H, W) in [-1, 1], row by row."""
+    check_seed(seed)
+    _check_batch_size(batch_size)
+    k = getattr(generator, "num_classes", 0)
+    if not k:
+        raise UsageError("a class grid needs a conditional generator (trained with "
+                         "--conditional); this one has no classes")
+    rows = list(classes) if classes else list(range(k))
+    if len(rows) * columns > MAX_GRID_IMAGES:
+        raise UsageError(f"a class grid of {len(rows)} classes x {columns} columns is over the "
+                         f"{MAX_GRID_IMAGES}-image limit of a grid; choose classes with --class "
+                         "or fewer columns with -n")
+    psi = sampling.check_truncation(generator, truncation)
+    device = torch.device(device or next(generator.parameters()).device)
+    precision = sample_precision(precision, device)[0]
+    keys = sampling.draw_latents(generator, columns, psi, torch.Generator().manual_seed(seed))
+    z = keys.repeat(len(rows), 1)
+    y = torch.tensor(rows, dtype=torch.long).repeat_interleave(columns)
+    return torch.cat([_render(generator, zc, psi, device, precision, yc) for zc, yc in
+                      zip(z.split(batch_size), y.split(batch_size), strict=True)])
+
+
+# ------------------------------------------------------------------------------ latent walks
+
+ANIMATIONS = {".gif": "gif", ".mp4": "mp4"}
+WALK_FORMS = "x.gif (or x.mp4, with ffmpeg on PATH)"
+MAX_WALK_LATENTS = 1000
+MAX_WALK_FRAMES = 4096  # frames of one walk, all held before encoding (64 px: 48 MiB)
+MAX_FPS = 50  # GIF delays are whole hundredths of a second; browsers slow faster ones down
+FFMPEG_TIMEOUT = 600  # seconds for ffmpeg to encode a walk
+
+
+def ffmpeg_path() -> str | None:
+    """The ffmpeg executable on PATH, or None."""
+    return shutil.which("ffmpeg")
+
+
+def _no_ffmpeg(out: str) -> GanZooError:
+    return GanZooError(f"--out {shown(out)}: MP4 needs an ffmpeg executable on PATH and none "
+                       "was found; install ffmpeg, or write a .gif, which needs nothing else")
+
+
+def check_walk_out(out: str | os.PathLike) -> tuple[str, Path]:
+    """("gif" | "mp4", path) of an --out for --interpolate, refused before anything is loaded
+    when it cannot be one: another suffix, .mp4 without ffmpeg, an existing folder. As for
+    x.png and x.npy (check_out), an existing file is replaced, whole, once the walk is made."""
+    text = os.fspath(out)
+    if not text:
+        raise UsageError(f"--out is empty; --interpolate writes {WALK_FORMS}")
+    path = Path(text)
+    kind = ANIMATIONS.get(path.suffix.lower())
+    if kind is None:
+        raise UsageError(f"--out {shown(text)}: --interpolate writes an animation: give "
+                         f"{WALK_FORMS}")
+    if kind == "mp4" and ffmpeg_path() is None:
+        raise _no_ffmpeg(text)
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    if is_dir:
+        raise UsageError(f"--out {shown(text)} is a folder; give a new file name for the "
+                         "animation")
+    return kind, path
+
+
+def check_walk(k: int, frames: int, fps: int) -> None:
+    """Refuse a walk of other than 2..MAX_WALK_LATENTS latents, 1..MAX_WALK_FRAMES frames in
+    all or 1..MAX_FPS frames per second."""
+    def whole(value: object, name: str, low: int, high: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UsageError(f"{name} {shown(value, 40)}: use a whole number from {low} to "
+                             f"{high}")
+
+    whole(k, "--interpolate", sampling.MIN_WALK_LATENTS, MAX_WALK_LATENTS)
+    whole(frames, "--frames", 1, MAX_WALK_FRAMES)
+    whole(fps, "--fps", 1, MAX_FPS)
+    if k * frames > MAX_WALK_FRAMES:
+        raise UsageError(f"--interpolate {k} with --frames {frames} is {k * frames} frames, over "
+                         f"the {MAX_WALK_FRAMES} of one walk; use fewer latents or frames")
+
+
+@torch.no_grad()
+def walk_frames(generator: Generator, k: int, frames: int = 16, seed: int = 0,
+                truncation: float = 1.0, batch_size: int = DEFAULT_BATCH,
+                device: str | torch.device | None = None, precision: str = "fp32",
+                label: int | None = None) -> np.ndarray:
+    """The frames of a closed walk through k seeded latents, (k * frames, H, W, C) uint8:
+    k latents drawn as `generate` draws its first batch (so frame i * frames is image i of
+    the same seed and truncation at a batch size of at least k), joined by spherical
+    interpolation (gan_zoo.sampling.walk_latents), the last back to the first. A conditional
+    generator walks within one class: `label`, else one drawn from the same stream."""
+    check_seed(seed)
+    check_walk(k, frames, 1)
+    _check_batch_size(batch_size)
+    psi = sampling.check_truncation(generator, truncation)
+    device = torch.device(device or next(generator.parameters()).device)
+    precision = sample_precision(precision, device)[0]
+    rng = torch.Generator().manual_seed(seed)
+    keys = sampling.draw_latents(generator, k, psi, rng)
+    y = sampling.draw_labels(generator, 1, rng, None if label is None else [label])
+    z = sampling.walk_latents(keys, frames)
+    return np.concatenate([to_uint8(_render(generator, chunk, psi, device, precision,
+                                            None if y is None else y.expand(len(chunk))))
+                           for chunk in z.split(batch_size)])
+
+
+def _gif(frames: np.ndarray, fps: int, fh: BinaryIO) -> None:
+    """An endlessly looping GIF. One palette for the whole walk (256 colours by median cut
+    over every frame), no dithering: colours do not flicker from frame to frame and the file
+    stays small (64 px faces, 64 frames: 0.25 MB). Identical consecutive frames are
+    merged by Pillow (their durations added)."""
+    n, h, w, c = frames.shape
+    mode = "L" if c == 1 else "RGB"
+    pictures = [Image.fromarray(f.squeeze(-1) if c == 1 else f, mode) for f in frames]
+    if mode == "RGB":
+        sheet = Image.fromarray(frames.reshape(n * h, w, c), "RGB")
+        palette = sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        pictures = [p.quantize(palette=palette, dither=Image.Dither.NONE) for p in pictures]
+    pictures[0].save(fh, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=1000 / fps, loop=0)
+
+
+def _mp4(frames: np.ndarray, fps: int, tmp: Path, ffmpeg: str) -> None:
+    """H.264 (or ffmpeg's default MP4 codec) through an ffmpeg subprocess: an argument list
+    (no shell), the frames piped as raw RGB, a time limit."""
+    n, h, w, c = frames.shape
+    if c == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+               "-i", "pipe:0", "-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+               "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+    try:
+        done = subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=FFMPEG_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise GanZooError(f"ffmpeg did not finish the MP4 within {FFMPEG_TIMEOUT} s; nothing "
+                          "was written") from None
+    except OSError as exc:
+        raise GanZooError(f"cannot run ffmpeg ({shown(ffmpeg)}): {exc.strerror or exc}; "
+                          "write a .gif instead") from None
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise GanZooError(f"ffmpeg failed (exit status {done.returncode}) and nothing was "
+                          f"written: {shown(' / '.join(said), 600)}")
+
+
+def walk_to(generator: Generator, k: int, out: str | os.PathLike, frames: int = 16,
+            fps: int = 12, seed: int = 0, truncation: float = 1.0,
+            batch_size: int = DEFAULT_BATCH, device: str | torch.device | None = None,
+            precision: str = "fp32", label: int | None = None) -> Path:
+    """`ganzoo sample --interpolate K`: a looping walk through k latents (walk_frames) as an
+    animation at `out` (x.gif, or x.mp4 through ffmpeg), written under a temporary name beside
+    it and renamed when complete; returns the path."""
+    check_seed(seed)
+    check_walk(k, frames, fps)
+    sampling.check_truncation(generator, truncation)
+    kind, path = check_walk_out(out)
+    ffmpeg = (ffmpeg_path() or "") if kind == "mp4" else ""
+    if kind == "mp4" and not ffmpeg:  # gone since the check
+        raise _no_ffmpeg(os.fspath(out))
+    try:
+        # The temporary file first, so that an unwritable place is found before any image.
+        with atomic.replacing(path, PICTURE_MODE) as tmp:
+            made = walk_frames(generator, k, frames, seed, truncation, batch_size, device,
+                               precision, label)
+            if kind == "gif":
+                with open(tmp, "wb") as fh:
+                    _gif(made, fps, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            else:
+                _mp4(made, fps, tmp, ffmpeg)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    return path

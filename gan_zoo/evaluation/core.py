@@ -28,6 +28,7 @@ from torch import nn
 from ..data.folders import cache_dir, scan_images
 from ..data.images import to_uint8
 from ..errors import DataError
+from ..sampling import draw_labels
 from ..util.atomic import replacing_file
 from .distances import feature_stats
 from .features import FeatureExtractor, build_extractor
@@ -129,7 +130,10 @@ def generated_batches(generator: nn.Module, n: int, seed: int = 0, batch_size: i
     try:
         for s in range(0, n, batch_size):
             z = generator.sample_latent(min(batch_size, n - s), generator=rng)
-            yield to_uint8(generator(z.to(device)))
+            # A conditional generator: labels as training drew them (gan_zoo.sampling).
+            y = draw_labels(generator, len(z), rng)
+            yield to_uint8(generator(z.to(device)) if y is None else
+                           generator(z.to(device), y=y.to(device)))
     finally:
         generator.train(was_training)
 

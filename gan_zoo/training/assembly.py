@@ -71,6 +71,12 @@ def build_components(config: TrainConfig) -> Components:
         schedules=[build("schedule", n, opts.get(n)) for n in config.schedules],  # type: ignore[misc]
         augments=[build("augment", n, opts.get(n)) for n in config.augment],  # type: ignore[misc]
     )
+    if config.conditional and not comps.arch.conditional:
+        able = [e.name for e in get_registry().entries("arch")
+                if getattr(e.cls, "conditional", False)]
+        raise UsageError(
+            f"architecture {config.arch!r} is unconditional: it cannot take the class of a "
+            f"--conditional run. Conditional architectures: {', '.join(able) or 'none installed'}")
     check_knob_owners(comps.schedules)
     if comps.loss.relativistic and config.d_update == "alternating":
         raise UsageError(

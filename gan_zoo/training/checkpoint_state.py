@@ -60,6 +60,8 @@ def pack(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
         "components": [component_record(kind, comp.name) for kind, group in (
             ("loss", [c.loss]), ("schedule", c.schedules), ("augment", c.augments))
             for comp in group],
+        # A conditional run's classes (names in label order, images per class); None otherwise.
+        "classes": t.classes.to_meta() if t.classes is not None else None,
         "has_ema": G_ema is not None,
         "sampler": sampler,
         "opt_g_groups": groups_g,

@@ -25,6 +25,21 @@ class TrainConfig(Options):
     arch: str = Field("conv32", description="architecture name (see `ganzoo list arch`)")
     data: str | None = Field(
         None, description="folder of training images; omitted = the built-in shapes dataset")
+    conditional: bool = Field(
+        False, description="train a class-conditional GAN (`--conditional`): the classes are the "
+        "data folder's subfolders, one per class (the built-in shapes: their kind); G and D see "
+        "each image's class (docs/conditional.md)")
+    class_balance: bool = Field(
+        False, description="conditional runs: draw every class equally often, for real batches "
+        "and generated images, however many images it has (`--class-balance`); default: as "
+        "often as its share of the images")
+    classes: list[str] | None = Field(
+        None, max_length=1000, description="conditional runs: the class names in label order. "
+        "gan-zoo writes them from the data at the start; when set, the data must have exactly "
+        "these classes (a resume refuses a folder whose classes differ)")
+    class_counts: list[int] | None = Field(
+        None, max_length=1000, description="conditional runs: images per class in the data, "
+        "written by gan-zoo when the run starts or resumes (information only)")
     steps: int | None = Field(
         None, ge=1, description="total generator steps of the run (default 1500 unless epochs)")
     epochs: float | None = Field(
@@ -109,6 +124,11 @@ class TrainConfig(Options):
         lengths = [k for k in ("steps", "epochs", "time_budget") if getattr(self, k) is not None]
         if len(lengths) > 1:
             raise ValueError(f"give one run length, not {' and '.join(lengths)}")
+        if not self.conditional:
+            given = [k for k in ("classes", "class_counts", "class_balance") if getattr(self, k)]
+            if given:
+                raise ValueError(f"{given[0]} is for conditional runs: add conditional = true "
+                                 "(--conditional) or remove it")
         _check_utf8(self.model_dump(mode="python"), "")
         return self
 

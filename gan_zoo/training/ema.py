@@ -18,10 +18,13 @@ NORM_BATCHES = 8  # batches of 64 that measure the EMA generator's batch-norm st
 
 
 class EMA:
-    def __init__(self, generator: nn.Module, decay: float, seed: int, device: torch.device):
+    def __init__(self, generator: nn.Module, decay: float, seed: int, device: torch.device,
+                 label_probs: torch.Tensor | None = None):
         self.module = copy.deepcopy(generator).eval()
         self.module.requires_grad_(False)
         self.decay, self.seed, self.device = decay, seed, device
+        # A conditional G is calibrated on labels drawn as training draws them.
+        self.label_probs = label_probs
         self._norm_step = -1  # step at which the batch-norm statistics were last measured
         # Calibration size: NORM_BATCHES batches of 64; gan_zoo.testing shrinks it for speed.
         self.norm_batches, self.norm_batch_size = NORM_BATCHES, 64
@@ -46,10 +49,28 @@ class EMA:
         """
         if self._norm_step != step:
             rng = torch.Generator().manual_seed(self.seed + 2)
-            latents = (self.module.sample_latent(self.norm_batch_size, generator=rng)
-                       for _ in range(self.norm_batches))
+            latents = [self.module.sample_latent(self.norm_batch_size, generator=rng)
+                       for _ in range(self.norm_batches)]
+            model: nn.Module = self.module
+            if self.label_probs is not None:
+                labels = [torch.multinomial(self.label_probs, self.norm_batch_size, True,
+                                            generator=rng).to(self.device) for _ in latents]
+                model = _Labelled(self.module, labels)
             devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices):
-                update_bn(latents, self.module, self.device)  # no batch norm: returns at once
+                update_bn(latents, model, self.device)  # no batch norm: returns at once
             self._norm_step = step
         return self.module
+
+
+class _Labelled(nn.Module):
+    """A conditional generator fed update_bn's latents with the given labels, in turn."""
+
+    def __init__(self, generator: nn.Module, labels: list[torch.Tensor]):
+        super().__init__()
+        self.generator, self.labels, self.calls = generator, labels, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        y = self.labels[self.calls % len(self.labels)]
+        self.calls += 1
+        return self.generator(z, y=y)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..data.classes import ClassInfo
 from ..errors import CheckpointError, GanZooError
 from ..interfaces import TrainState
 from ..util.textsafe import shown
@@ -199,6 +200,7 @@ def check_state(trainer: Trainer, tensors: dict[str, Tensor], meta: dict[str, An
             trainer.c.arch.options.model_dump(mode="json"):
         raise check.fail(f"it is for {shown(arch['name'])} with other options than this run's "
                          f"{trainer.c.arch.name}")
+    _classes(check, trainer, meta.get("classes"))
     modules = {"G": check.module("G", trainer.G), "D": check.module("D", trainer.D)}
     if trainer.G_ema is not None and meta.get("has_ema"):
         modules["G_ema"] = check.module("G_ema", trainer.G_ema)
@@ -232,6 +234,24 @@ def check_state(trainer: Trainer, tensors: dict[str, Tensor], meta: dict[str, An
                                         and _finite_json(schedules[s.name])):
             raise check.fail(f"the state of schedule {s.name!r} must be a table of finite values")
     return restored
+
+
+def _classes(check: _Checker, trainer: Trainer, saved: Any) -> None:
+    """A conditional checkpoint resumes only as a conditional run on the same classes."""
+    try:
+        classes = ClassInfo.from_meta(saved, check.where)
+    except CheckpointError as exc:
+        raise check.fail(str(exc).removeprefix(f"{check.where}: ")) from None
+    mine = trainer.classes
+    if classes is None and mine is None:
+        return
+    if classes is None or mine is None:
+        raise check.fail("it is from a conditional run and this run is not" if mine is None
+                         else "it is from an unconditional run and this run is conditional")
+    if classes.names != mine.names:
+        raise check.fail(f"it was trained on {len(classes)} classes "
+                         f"({', '.join(shown(n) for n in classes.names[:6])}), the data has "
+                         f"{len(mine)} ({', '.join(shown(n) for n in mine.names[:6])})")
 
 
 def _sampler(check: _Checker, trainer: Trainer, saved: Any) -> dict[str, int]:

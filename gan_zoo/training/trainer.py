@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data.classes import BalancedSampler, ClassInfo, grid_labels, run_classes
 from ..data.folders import EpochSampler, ImageArray, gather
-from ..data.images import from_uint8, save_grid
+from ..data.images import from_uint8, grid_layout, save_grid
 from ..errors import CheckpointError, GanZooWarning, UsageError
 from ..interfaces import TrainState
 from ..util.hardware import choose_precision
@@ -125,6 +126,11 @@ class Trainer:
         if data.resolution != arch.resolution:
             raise UsageError(
                 f"data is {data.resolution}px but {arch.name} needs {arch.resolution}px")
+        # A conditional run's classes: checked here, before anything is built (a folder that
+        # is not labelled, or whose classes differ from the run's, is one DataError).
+        self.classes: ClassInfo | None = run_classes(config, data)
+        if self.classes is not None:
+            arch.num_classes = len(self.classes)
         self.total_steps = total_steps(config, len(data))
         # --minutes: the run ends when the budget is spent; total_steps is then a projection.
         self.budget = TimeBudget(config.time_budget, config.budget_clock) \
@@ -140,6 +146,10 @@ class Trainer:
         fmt = torch.channels_last if config.channels_last else torch.preserve_format
         self.G = arch.build_generator().to(self.device, memory_format=fmt)
         self.D = arch.build_discriminator().to(self.device, memory_format=fmt)
+        if self.classes is not None:
+            _check_conditional(arch.name, self.G, self.D, len(self.classes))
+            # What sampling tools read to name and draw classes (copied into the EMA G).
+            self.G.class_names, self.G.class_counts = self.classes.names, self.classes.counts
         # Distributed: G_train/D_train are DDP wrappers for the forwards whose gradients are
         # averaged over ranks; the EMA, samples, checkpoints and the G step's D use G and D.
         self.G = self.dist.prepare(self.G, config.sync_bn, self.device)
@@ -148,7 +158,9 @@ class Trainer:
         # Auxiliary losses are computed on real images: a fake-only update leaves them unused.
         self.D_train = self.dist.wrap(self.D, self.device, partial=bool(
             self.D.aux_losses and config.d_update == "alternating"))
-        self.ema = EMA(self.G, config.ema_decay, config.seed, self.device) \
+        self.label_probs = self.classes.probs(config.class_balance) \
+            if self.classes is not None else None
+        self.ema = EMA(self.G, config.ema_decay, config.seed, self.device, self.label_probs) \
             if config.ema_decay > 0 else None
         # Fused Adam: one pass over each parameter instead of one per arithmetic operation.
         fused = self.device.type in ("cpu", "cuda")
@@ -161,11 +173,23 @@ class Trainer:
             # eager: it only samples) and the DDP wrappers see the same modules.
             self.G.compile()
             self.D.compile()
-        self.sampler = EpochSampler(len(data), config.batch_size, config.seed,
-                                    self.dist.rank, self.dist.world_size)
+        if config.class_balance and self.classes is not None and data.labels is not None:
+            self.sampler: EpochSampler | BalancedSampler = BalancedSampler(
+                data.labels, len(self.classes), config.batch_size, config.seed,
+                self.dist.rank, self.dist.world_size)
+        else:
+            self.sampler = EpochSampler(len(data), config.batch_size, config.seed,
+                                        self.dist.rank, self.dist.world_size)
+        self.labels = torch.from_numpy(data.labels) if self.classes is not None else None
         # Fixed noise for sample grids, from its own generator so it never shifts other draws.
         noise_rng = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_z = self.G.sample_latent(config.sample_grid, generator=noise_rng)
+        # Conditional: one class per grid row, the same noise down each column.
+        self.fixed_y = None
+        if self.classes is not None:
+            ncol = grid_layout(config.sample_grid, 1, 1)[0]
+            self.fixed_z = self.fixed_z[torch.arange(config.sample_grid) % ncol].clone()
+            self.fixed_y = grid_labels(config.sample_grid, ncol, len(self.classes))
         self.dist.seed_rank(config.seed, 0)  # ranks >= 1 draw their own latents and noise
         self.knobs = default_knobs()
         self.last_stats: dict[str, float] = {}
@@ -206,13 +230,25 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def real_batch(self, n: int | None = None) -> Tensor:
+    def real_batch(self, n: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """The next real images (the first n) and, in a conditional run, their labels."""
         idx = self.sampler.next_indices()
         x = from_uint8(gather(self.data.images, idx).to(self.device, non_blocking=True))
         p = self.knobs["augment_p"]
         for aug in self.c.augments:
             x = aug(x, p)
-        return x[:n] if n else x
+        y = self.labels[idx].to(self.device) if self.labels is not None else None
+        return (x[:n], y[:n] if y is not None else None) if n else (x, y)
+
+    @staticmethod
+    def _g(G: nn.Module, z: Tensor, y: Tensor | None) -> Tensor:
+        """G's images; a conditional G also gets the labels (Generator's contract)."""
+        return G(z) if y is None else G(z, y=y)
+
+    @staticmethod
+    def _d(D: nn.Module, x: Tensor, y: Tensor | None, **kwargs: Any) -> Any:
+        """D's output; a conditional D also gets the labels (Discriminator's contract)."""
+        return D(x, **kwargs) if y is None else D(x, y=y, **kwargs)
 
     def _d_input(self, x: Tensor, which: str, augment_fake: bool) -> Tensor:
         """What D sees: 'both'-kind augmentation on fakes, then instance noise."""
@@ -262,19 +298,24 @@ class Trainer:
         """One generator step: knobs, D update(s), G update, EMA, the non-finite check."""
         G = self.G
         d_steps, n_d = self._set_knobs()
-        real = self.real_batch()
+        # Conditional: the fakes take the real batch's labels, so G learns the class mix D
+        # sees (the data's, or uniform with --class-balance) and real/fake pairs share labels
+        # (gradient penalties interpolate between them).
+        real, y = self.real_batch()
         z = G.sample_latent(self.sampler.local_batch, device=self.device)
         with self._autocast():
-            fake = self.G_train(z)  # computed once; reused (detached) by D and (attached) by G
+            # computed once; reused (detached) by D and (attached) by G
+            fake = self._g(self.G_train, z, y)
         for k in range(d_steps):
             if k == 0:
                 d_real, d_fake = real[:n_d], fake.detach()[:n_d]
+                d_y = y[:n_d] if y is not None else None
             else:  # further D updates on new images
-                d_real = self.real_batch(n_d)
+                d_real, d_y = self.real_batch(n_d)
                 with torch.no_grad(), self._autocast():
-                    d_fake = G(G.sample_latent(n_d, device=self.device))
-            out = self.d_update(d_real, d_fake)
-        loss_g, aux_g = self.g_update(real, fake)
+                    d_fake = self._g(G, G.sample_latent(n_d, device=self.device), d_y)
+            out = self.d_update(d_real, d_fake, d_y)
+        loss_g, aux_g = self.g_update(real, fake, y)
         if self.ema is not None:
             self.ema.update(G, self.step)
         self.guard.check_state(self.step + 1)
@@ -295,32 +336,34 @@ class Trainer:
         self.last_stats = stats
         return stats
 
-    def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        """One D update: one optimizer step per pass of the mode (D_PASSES; see _d_pass)."""
+    def d_update(self, real: Tensor, fake: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        """One D update: one optimizer step per pass of the mode (D_PASSES; see _d_pass). In a
+        conditional run, y labels both the real and the fake images."""
         real_in = self._d_input(real, "real", augment_fake=False)
         fake_in = self._d_input(fake, "fake", augment_fake=True)
         losses, logits, aux = [], {}, {}
         for p in D_PASSES[self.config.d_update]:
-            loss, seen, terms = self._d_pass(p, real_in, fake_in)
+            loss, seen, terms = self._d_pass(p, real_in, fake_in, y)
             losses.append(loss)
             logits.update(seen)
             aux.update(terms)
         return {"loss_d": sum(losses[1:], losses[0]), **logits, "aux": aux}
 
-    def _d_logits(self, D: nn.Module, x: Tensor, n_real: int, aux: dict[str, Tensor]) -> Tensor:
+    def _d_logits(self, D: nn.Module, x: Tensor, n_real: int, aux: dict[str, Tensor],
+                  y: Tensor | None = None) -> Tensor:
         """D's logits on x (float32). A D that declares auxiliary losses computes them on the
         real images (the first n_real of x) in the same forward; they are added to aux."""
         if n_real and self.D.aux_losses:
-            logits, terms = D(x, aux=n_real)
+            logits, terms = self._d(D, x, y, aux=n_real)
             unknown = set(terms) - set(self.D.aux_losses)
             if unknown:
                 raise TypeError(f"{type(self.D).__name__} returned auxiliary losses "
                                 f"{sorted(unknown)} not named in its aux_losses")
             aux.update(terms)
             return logits.float()
-        return D(x).float()
+        return self._d(D, x, y).float()
 
-    def _d_pass(self, p: DPass, real_in: Tensor, fake_in: Tensor
+    def _d_pass(self, p: DPass, real_in: Tensor, fake_in: Tensor, y: Tensor | None = None
                 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Forward, the pass's regularizers, the non-finite check, then one scaled backward, one
         step and one scaler update: GradScaler refuses a second step before update()."""
@@ -331,14 +374,15 @@ class Trainer:
         aux: dict[str, Tensor] = {}
         with self._autocast():
             if p.joint:
-                both = self._d_logits(D, torch.cat([real_in, fake_in]), len(real_in), aux)
+                both = self._d_logits(D, torch.cat([real_in, fake_in]), len(real_in), aux,
+                                      torch.cat([y, y]) if y is not None else None)
                 logits = {"real_logits": both[: len(real_in)], "fake_logits": both[len(real_in):]}
             else:
                 logits = {}
                 if p.real:
-                    logits["real_logits"] = self._d_logits(D, real_in, len(real_in), aux)
+                    logits["real_logits"] = self._d_logits(D, real_in, len(real_in), aux, y)
                 if p.fake:
-                    logits["fake_logits"] = self._d_logits(D, fake_in, 0, aux)
+                    logits["fake_logits"] = self._d_logits(D, fake_in, 0, aux, y)
             if p.real and p.fake:
                 loss = loss_fn.discriminator_loss(logits["real_logits"], logits["fake_logits"],
                                                   cfg.real_label)
@@ -349,14 +393,15 @@ class Trainer:
             if p.penalty:
                 # The penalty mixes real and fake images: one dtype for both (under autocast G's
                 # fakes are bf16/fp16, real images float32).
-                penalty = loss_fn.penalty(self.D, real_in, fake_in.to(real_in.dtype))
+                penalty = loss_fn.penalty(self.D if y is None else LabelBound(self.D, y),
+                                          real_in, fake_in.to(real_in.dtype))
                 if penalty is not None:
                     loss = loss + penalty
             for term in aux.values():
                 loss = loss + term.float()
         unregularized = loss
         if p.r1 and cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            loss = loss + self._r1(real_in) * cfg.r1_every
+            loss = loss + self._r1(real_in, y) * cfg.r1_every
         # fp16: R1 differentiates a scaled output (_r1); when that overflows, R1 is inf and the
         # scaler skips this step and lowers its scale. Not a divergence: R1 goes unchecked then,
         # and unlogged (stats stay finite).
@@ -370,11 +415,11 @@ class Trainer:
         return (loss.detach(), {k: v.detach() for k, v in logits.items()},
                 {k: v.detach().float() for k, v in aux.items()})
 
-    def _r1(self, real: Tensor) -> Tensor:
+    def _r1(self, real: Tensor, y: Tensor | None = None) -> Tensor:
         """R1 (Mescheder et al. 2018): gamma/2 * E ||grad_x D(x)||^2 on real images."""
         x = real.detach().requires_grad_(True)
         with self._autocast():
-            out = self.D(x).float()
+            out = self._d(self.D, x, y).float()
         if self.scaler.is_enabled():
             # fp16: differentiate the scaled output so that small input gradients do not flush
             # to zero, then unscale in float32 (PyTorch's AMP recipe for gradient penalties).
@@ -387,9 +432,11 @@ class Trainer:
             (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
         return self.config.r1_gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
 
-    def g_update(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def g_update(self, real: Tensor, fake: Tensor, y: Tensor | None = None
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
         """The generator's step through D, frozen so its weights get no gradient (its outputs
-        still do); returns G's adversarial loss and the generator's own regularizer terms."""
+        still do); returns G's adversarial loss and the generator's own regularizer terms.
+        In a conditional run, y labels both the real and the fake images."""
         D, loss_fn = self.D, self.c.loss
         D.requires_grad_(False)
         try:
@@ -398,13 +445,15 @@ class Trainer:
                 real_logits = None
                 if self.g_step_joint:
                     real_in = self._d_input(real, "real", augment_fake=False)
-                    both = D(torch.cat([real_in, fake_in])).float()
+                    both = self._d(D, torch.cat([real_in, fake_in]),
+                                   torch.cat([y, y]) if y is not None else None).float()
                     g_logits, real_logits = both[len(real_in):], both[: len(real_in)].detach()
                 else:
-                    g_logits = D(fake_in).float()
+                    g_logits = self._d(D, fake_in, y).float()
                     if loss_fn.relativistic:  # its G term compares with D's view of reals
                         with torch.no_grad():
-                            real_logits = D(self._d_input(real, "real", augment_fake=False)).float()
+                            real_logits = self._d(D, self._d_input(real, "real",
+                                                                   augment_fake=False), y).float()
                 if loss_fn.relativistic:
                     loss_g = loss_fn.generator_loss(g_logits, real_logits)
                 else:
@@ -429,7 +478,10 @@ class Trainer:
         was_training = g.training
         g.eval()
         try:
-            out = torch.cat([g(z.to(self.device)) for z in self.fixed_z.split(64)]).float()
+            ys = self.fixed_y.split(64) if self.fixed_y is not None else [None] * len(
+                self.fixed_z.split(64))
+            out = torch.cat([self._g(g, z.to(self.device), y if y is None else y.to(self.device))
+                             for z, y in zip(self.fixed_z.split(64), ys, strict=True)]).float()
         finally:
             g.train(was_training)
         return out
@@ -582,3 +634,26 @@ class Trainer:
                 signal.signal(sig, old)
         return {"step": self.step, "total_steps": self.total_steps, "stopped": self.stop_reason,
                 "seconds": time.perf_counter() - self.started, "last": self.last_stats}
+
+
+class LabelBound(nn.Module):
+    """A conditional D seen as an unconditional one, for code that calls ``D(x)``
+    (Loss.penalty): every batch it sees is labelled y (real and fake images share labels)."""
+
+    def __init__(self, discriminator: nn.Module, y: Tensor):
+        super().__init__()
+        self.discriminator, self.y = discriminator, y
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(x) % len(self.y):
+            raise ValueError(f"a conditional D was called on {len(x)} images with "
+                             f"{len(self.y)} labels")
+        return self.discriminator(x, y=self.y.repeat(len(x) // len(self.y)))
+
+
+def _check_conditional(arch: str, G: nn.Module, D: nn.Module, n: int) -> None:
+    """An architecture declaring conditional must build modules that know the classes."""
+    for what, module in (("generator", G), ("discriminator", D)):
+        if getattr(module, "num_classes", 0) != n:
+            raise TypeError(f"{arch} declares conditional = True but its {what} has "
+                            f"num_classes {getattr(module, 'num_classes', 0)}, not {n}")

@@ -120,6 +120,73 @@ def test_architecture_contract_catches(cls, message):
         check_component("arch", cls.name)
 
 
+class LabelledMLPGenerator(MLPGenerator):
+    def __init__(self, num_classes: int, use_labels: bool = True):
+        super().__init__()
+        self.num_classes, self.use_labels = num_classes, use_labels
+        self.embed = nn.Embedding(max(num_classes, 1), 8) if num_classes else None
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.embed is not None and self.use_labels:
+            z = z + self.embed(y)
+        return super().forward(z)
+
+
+class LabelledMLPDiscriminator(MLPDiscriminator):
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, 1) if num_classes else None
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        out = super().forward(x)
+        return out if self.embed is None else out + self.embed(y).squeeze(1)
+
+
+class TinyConditional(Tiny):
+    """A class-conditional tiny MLP GAN."""
+
+    name = "tiny-conditional"
+    conditional = True
+    use_labels: ClassVar[bool] = True
+
+    def build_generator(self) -> Generator:
+        return LabelledMLPGenerator(self.num_classes, self.use_labels)
+
+    def build_discriminator(self) -> Discriminator:
+        return LabelledMLPDiscriminator(self.num_classes)
+
+
+class DeafConditional(TinyConditional):
+    """Declares conditional, but G ignores the labels."""
+
+    name = "deaf-conditional"
+    use_labels = False
+
+
+class NoClassesConditional(TinyConditional):
+    """Declares conditional, but its modules never learn the number of classes."""
+
+    name = "no-classes-conditional"
+
+    def build_generator(self) -> Generator:
+        return LabelledMLPGenerator(0)
+
+
+def test_conditional_architecture_contract_passes_a_good_one():
+    with registered_plugin(TinyConditional):
+        check_component("arch", "tiny-conditional")
+
+
+@pytest.mark.parametrize(("cls", "message"), [
+    (DeafConditional, "the class label must change G's images"),
+    (NoClassesConditional, "G and D must have num_classes 3"),
+], ids=["ignores-labels", "no-num-classes"])
+def test_conditional_architecture_contract_catches(cls, message):
+    with registered_plugin(cls), pytest.raises(ContractError, match=message):
+        check_component("arch", cls.name)
+
+
 def test_architecture_training_checks_need_registration():
     with pytest.raises(ContractError, match="must be registered"):
         check_component(Tiny)
