@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         TrainState,
     )
     from .options import Options
+    from .util.conditioning import ClassBatchNorm, ClassProjection, check_labels
     from .util.fastconv import FastConv2d, FastConvTranspose2d
 
 __version__ = "0.1.0"
@@ -42,6 +43,12 @@ def _options() -> ModuleType:
     return options
 
 
+def _conditioning() -> ModuleType:
+    from .util import conditioning
+
+    return conditioning
+
+
 def _fastconv() -> ModuleType:
     from .util import fastconv
 
@@ -51,7 +58,8 @@ def _fastconv() -> ModuleType:
 _LAZY = {name: _interfaces for name in (
     "Architecture", "Augmentation", "Component", "Discriminator", "Generator", "Loss", "Metric",
     "Schedule", "TrainState")} | {"Options": _options, "FastConv2d": _fastconv,
-                                   "FastConvTranspose2d": _fastconv}
+                                   "FastConvTranspose2d": _fastconv} | {
+    name: _conditioning for name in ("ClassBatchNorm", "ClassProjection", "check_labels")}
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
@@ -63,6 +71,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "Architecture",
     "Augmentation",
+    "ClassBatchNorm",
+    "ClassProjection",
     "Component",
     "Discriminator",
     "FastConv2d",
@@ -78,5 +88,6 @@ __all__ = [
     "TrainState",
     "UsageError",
     "__version__",
+    "check_labels",
     "hookimpl",
 ]

@@ -21,7 +21,17 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gan_zoo
-from gan_zoo import Architecture, Discriminator, FastConv2d, FastConvTranspose2d, Generator, Options
+from gan_zoo import (
+    Architecture,
+    ClassBatchNorm,
+    ClassProjection,
+    Discriminator,
+    FastConv2d,
+    FastConvTranspose2d,
+    Generator,
+    Options,
+    check_labels,
+)
 
 _WIDTH_HELP = ("channel multiplier: G's last feature map and D's first conv have this many "
                "channels; each scale doubles it (capped at max_channels)")
@@ -75,31 +85,6 @@ def _dcgan_init(module: nn.Module) -> None:
         elif isinstance(m, ClassBatchNorm):
             nn.init.normal_(m.gain.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias.weight)
-
-
-class ClassBatchNorm(nn.Module):
-    """Conditional batch norm (de Vries et al. 2017; as in SNGAN-projection, Miyato & Koyama
-    2018): batch statistics shared by all classes, a gain and a bias per class."""
-
-    def __init__(self, channels: int, num_classes: int, dims: int = 2):
-        super().__init__()
-        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
-        self.norm = norm(channels, affine=False)
-        self.gain = nn.Embedding(num_classes, channels)
-        self.bias = nn.Embedding(num_classes, channels)
-        nn.init.ones_(self.gain.weight)
-        nn.init.zeros_(self.bias.weight)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        shape = (len(y), -1) + (1,) * (x.dim() - 2)
-        return self.norm(x) * self.gain(y).view(shape) + self.bias(y).view(shape)
-
-
-def _labels(module: nn.Module, y: Tensor | None) -> None:
-    """A conditional module needs labels, an unconditional one takes none."""
-    if (y is None) != (module.num_classes == 0):
-        raise ValueError(f"{type(module).__name__} with num_classes={module.num_classes} was "
-                         f"called {'without' if y is None else 'with'} labels")
 
 
 class ConvGenerator(Generator):
@@ -160,7 +145,7 @@ class ConvGenerator(Generator):
             _dcgan_init(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        _labels(self, y)
+        check_labels(self, y)
         if y is None:
             h = self.dense_act(self.dense_norm(self.dense(z)))
             return self.blocks(h.view(z.shape[0], self.start[0], self.start[1], self.start[1]))
@@ -207,19 +192,17 @@ class ConvDiscriminator(Discriminator):
         self.logit = sn(nn.Linear(c_in * o.d_end**2, 1))
         self.projection = None
         if num_classes:
-            embed = nn.Embedding(num_classes, c_in)
-            nn.init.normal_(embed.weight, 0.0, 0.02)  # small: D starts near the unconditional one
-            self.projection = sn(embed)
+            self.projection = ClassProjection(num_classes, c_in, sn)
         if o.init == "dcgan":
             _dcgan_init(self)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _labels(self, y)
+        check_labels(self, y)
         h = self.features(x)
         out = self._logit(h)
         if self.projection is not None and y is not None:
             pooled = h.float().sum((2, 3)) if h.dim() == 4 else h.float()
-            out = out + (self.projection(y) * pooled).sum(1).to(out.dtype)
+            out = out + self.projection(pooled, y).to(out.dtype)
         return out
 
     def _logit(self, h: Tensor) -> Tensor:

@@ -68,7 +68,7 @@ def test_the_labels_reach_the_discriminator():
     o = ConvOptions(width=8, latent_dim=16)
     D = ConvDiscriminator(o, 32, num_classes=3)
     with torch.no_grad():
-        D.projection.weight[2].normal_()
+        D.projection.embed.weight[2].normal_()
     x = torch.randn(4, 3, 32, 32)
     y0, y2 = torch.zeros(4, dtype=torch.long), torch.full((4,), 2)
     assert not torch.allclose(D(x, y=y0), D(x, y=y2))
