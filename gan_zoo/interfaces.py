@@ -76,11 +76,14 @@ class Generator(nn.Module, ABC):
         """Standard normal latents; override for other priors."""
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
-    def regularizer(self, step: int, batch_size: int) -> dict[str, Tensor]:
+    def regularizer(self, step: int, batch_size: int, *, y: Tensor | None = None
+                    ) -> dict[str, Tensor]:
         """Extra terms this generator adds to G's loss (StyleGAN2's path-length penalty).
 
         Called in every G step after the adversarial loss, under the run's autocast, with the
-        0-based step index and the step's batch size; returns ``{name: 0-dim tensor}``, already
+        0-based step index and the step's batch size (and, for a conditional generator only,
+        ``y=``: the labels of the step's fake images, for terms that draw images of their
+        own); returns ``{name: 0-dim tensor}``, already
         weighted (scale a lazy term by its interval), or ``{}`` on steps it skips. The engine
         adds them to G's loss and logs each as ``aux_<name>``. State it keeps (a running mean)
         must live in buffers so resume is exact. Default: no terms.

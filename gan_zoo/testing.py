@@ -349,6 +349,13 @@ def _check_conditional(cls: type[Architecture], opts: dict[str, Any], G_plain: G
                          f"{tuple(la.shape)}, expected {(2, ch, res, res)} and (2,)")
     if torch.equal(xa, xb) or torch.equal(la, lb):
         raise _fail(cls, "the class label must change G's images and D's logits")
+    if D.aux_losses:
+        with torch.no_grad():
+            out = D(xa, y=y_a, aux=1)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)
+                and out[0].shape == (2,)):
+            raise _fail(cls, "D(x, y=labels, aux=n) must return (logits of shape (N,), "
+                             "{name: loss})")
 
 
 def _check_training_and_resume(cls: type, name: str, opts: dict[str, Any], res: int,

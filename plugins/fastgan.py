@@ -17,6 +17,14 @@ with little compute:
   quadrant of the image from a randomly chosen 8x8 quadrant of D's 16x16 map. They run only
   on D's updates through the aux contract (``aux_losses = ("recon",)``, ``forward(x, aux=n)``);
   a plain ``forward(x)`` never computes them.
+* Class-conditional (``--conditional``; ``num_classes`` set by the engine): every batch norm of G
+  (the 4x4 map's and the up-blocks') becomes conditional batch norm, shared batch statistics
+  with a gain and a bias per class (de Vries et al. 2017, "Modulating early visual processing
+  by language"; as in SNGAN-projection); D adds the projection term of Miyato & Koyama 2018
+  ("cGANs with Projection Discriminator"), <embed(y), D's 8x8 map summed over space>, to the
+  logit, the embedding spectrally normalized like the rest of D. The decoders stay
+  class-agnostic: they reconstruct the image whatever its class. With ``num_classes`` 0 the
+  modules are exactly the unconditional ones (same parameters, outputs and random draws).
 
 Differences from the paper, and why:
 
@@ -58,7 +66,16 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gan_zoo
-from gan_zoo import Architecture, Discriminator, FastConv2d, Generator, Options
+from gan_zoo import (
+    Architecture,
+    ClassBatchNorm,
+    ClassProjection,
+    Discriminator,
+    FastConv2d,
+    Generator,
+    Options,
+    check_labels,
+)
 
 _NGF_HELP = ("G width: channels of G's full-resolution map; each halving of the side doubles "
              "them (capped at max_channels)")
@@ -109,15 +126,19 @@ class FastGANOptions(Options):
 
 
 def _init(module: nn.Module) -> None:
-    """N(0, 0.02) conv/linear weights and N(1, 0.02) batch-norm scales, as the paper's code."""
+    """N(0, 0.02) conv/linear weights and N(1, 0.02) batch-norm scales, as the paper's code; a
+    conditional batch norm's per-class gains likewise (its own batch norm has no affine)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, ClassBatchNorm):
+            nn.init.normal_(m.gain.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias.weight)
 
 
 # --------------------------------------------------------------------------- generator
@@ -139,6 +160,17 @@ class GLU(nn.Module):
         return glu(x)
 
 
+def _g_norm(channels: int, num_classes: int) -> nn.Module:
+    """G's batch norm: plain, or conditional (ClassBatchNorm, called ``norm(x, y)``)."""
+    return ClassBatchNorm(channels, num_classes) if num_classes else nn.BatchNorm2d(channels)
+
+
+def _class_norm(norm: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """A ClassBatchNorm's output in x's dtype: its fp32 gains would otherwise promote the bf16
+    maps of an autocast run to fp32 (twice the memory for the following GLU)."""
+    return norm(x, y).to(x.dtype)
+
+
 class NoiseInjection(nn.Module):
     """Adds a per-pixel noise map scaled by a learned strength (zero at first, as the paper)."""
 
@@ -151,26 +183,27 @@ class NoiseInjection(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Nearest 2x upsample, then one or two (3x3 conv [+ noise] + batch norm + GLU) stages."""
+    """Nearest 2x upsample, then one or two (3x3 conv [+ noise] + batch norm + GLU) stages; with
+    num_classes, conditional batch norm (``forward(x, draw, y)``)."""
 
-    def __init__(self, c_in: int, c_out: int, convs: int, noise: bool):
+    def __init__(self, c_in: int, c_out: int, convs: int, noise: bool, num_classes: int = 0):
         super().__init__()
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.noises = nn.ModuleList()
         for i in range(convs):
             self.convs.append(nn.Conv2d(c_in if i == 0 else c_out, 2 * c_out, 3, 1, 1, bias=False))
-            self.norms.append(nn.BatchNorm2d(2 * c_out))
+            self.norms.append(_g_norm(2 * c_out, num_classes))
             if noise:
                 self.noises.append(NoiseInjection())
 
-    def forward(self, x: Tensor, draw: NoiseDraw) -> Tensor:
+    def forward(self, x: Tensor, draw: NoiseDraw, y: Tensor | None = None) -> Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = conv(x)
             if self.noises:
                 x = self.noises[i](x, draw)
-            x = glu(norm(x))
+            x = glu(norm(x) if y is None else _class_norm(norm, x, y))
         return x
 
 
@@ -201,20 +234,26 @@ def _latent_seed(row: Tensor) -> int:
 
 
 class FastGANGenerator(Generator):
-    """Dense 4x4 map, up-blocks to the resolution, SLE on the two largest maps, conv + tanh."""
+    """Dense 4x4 map, up-blocks to the resolution, SLE on the two largest maps, conv + tanh.
 
-    def __init__(self, o: FastGANOptions, resolution: int):
+    Conditional (num_classes > 0; ``G(z, y=labels)``): every batch norm is a ClassBatchNorm, a
+    gain and a bias per class (de Vries et al. 2017; Miyato & Koyama 2018). FastGAN's G always
+    has batch norm, so the class needs no embedding next to z."""
+
+    def __init__(self, o: FastGANOptions, resolution: int, num_classes: int = 0):
         super().__init__()
         self.latent_dim, self.resolution, self.channels = o.latent_dim, resolution, 3
+        self.num_classes = num_classes
         sides = [2**k for k in range(2, int(math.log2(resolution)) + 1)]  # 4, 8, ..., R
         ch = {s: min(o.ngf * resolution // s, o.max_channels) for s in sides}
         self.c4 = ch[4]
         self.dense = nn.Linear(o.latent_dim, 2 * ch[4] * 16, bias=False)
-        self.dense_norm = nn.BatchNorm2d(2 * ch[4])
+        self.dense_norm = _g_norm(2 * ch[4], num_classes)
         self.ups = nn.ModuleDict()
         for s in sides[1:]:
             two = int(math.log2(s)) % 2 == 1  # 8, 32, 128: the paper's UpBlockComp
-            self.ups[str(s)] = UpBlock(ch[s // 2], ch[s], 2 if two else 1, o.noise and two)
+            self.ups[str(s)] = UpBlock(ch[s // 2], ch[s], 2 if two else 1, o.noise and two,
+                                       num_classes)
         # SLE pairs: (4 -> R/2) and (8 -> R), as (4 -> 64) and (8 -> 128) at the paper's 128 px.
         self.sle_pairs = [(4, resolution // 2), (8, resolution)] if o.sle else []
         self.sles = nn.ModuleDict(
@@ -231,14 +270,15 @@ class FastGANGenerator(Generator):
         return lambda h, w, like: torch.stack(
             [torch.randn(1, h, w, generator=g) for g in gens]).to(like.device, like.dtype)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(self, y)
         draw = self._noise(z)
         x = self.dense(z).view(z.shape[0], 2 * self.c4, 4, 4)
-        feats = {4: glu(self.dense_norm(x))}
+        feats = {4: glu(self.dense_norm(x) if y is None else _class_norm(self.dense_norm, x, y))}
         x = feats[4]
         for key, block in self.ups.items():
             side = int(key)
-            x = block(x, draw)
+            x = block(x, draw) if y is None else block(x, draw, y)
             if key in self.sles:
                 low = next(lo for lo, hi in self.sle_pairs if hi == side)
                 x = self.sles[key](feats[low], x)
@@ -311,13 +351,19 @@ def _downscale(x: Tensor, side: int) -> Tensor:
 
 class FastGANDiscriminator(Discriminator):
     """Strided stem, DownBlockComp blocks to 8x8, averaged 5x5 patch logits; reconstruction
-    decoders on real images as the auxiliary loss ``recon`` (``forward(x, aux=n)``)."""
+    decoders on real images as the auxiliary loss ``recon`` (``forward(x, aux=n)``).
+
+    Conditional (num_classes > 0; ``D(x, y=labels)``, ``D(x, y=labels, aux=n)``): a projection
+    discriminator (Miyato & Koyama 2018): the logit gains <embed(y), the 8x8 map the logit head
+    reads, summed over space>, one spectrally normalized vector per class. The decoders do not
+    see the class."""
 
     aux_losses: ClassVar[tuple[str, ...]] = ("recon",)
 
-    def __init__(self, o: FastGANOptions, resolution: int):
+    def __init__(self, o: FastGANOptions, resolution: int, num_classes: int = 0):
         super().__init__()
         self.resolution, self.channels = resolution, 3
+        self.num_classes = num_classes
         norm = o.d_norm == "batch"
         sides = [2**k for k in range(3, int(math.log2(resolution)))]  # 8, ..., R/2
         ch = {s: min(o.ndf * (resolution // 2) // s, o.max_channels) for s in sides}
@@ -333,6 +379,9 @@ class FastGANDiscriminator(Discriminator):
         self.decode_whole = Decoder(ch[8], o.decoder_width, o.recon_side, norm)
         self.decode_part = Decoder(ch[16], o.decoder_width, o.recon_side, norm)
         _init(self)
+        # Built after the init: the weights D shares with the unconditional one get the same
+        # random draws for the same seed.
+        self.projection = ClassProjection(num_classes, ch[8], _sn) if num_classes else None
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """D's 16x16 and 8x8 maps."""
@@ -357,9 +406,13 @@ class FastGANDiscriminator(Discriminator):
                               _downscale(_quadrants(x, which), self.recon_side))
         return self.recon_weight * (whole + part)
 
-    def forward(self, x: Tensor, aux: int | None = None) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, x: Tensor, y: Tensor | None = None, aux: int | None = None
+                ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        check_labels(self, y)
         f16, f8 = self.features(x)
         logits = self.head(f8).float().mean((1, 2, 3))
+        if self.projection is not None and y is not None:
+            logits = logits + self.projection(f8.float().sum((2, 3)), y)
         if aux is None:
             return logits
         if not 0 < aux <= x.shape[0]:
@@ -380,15 +433,17 @@ class _FastGANArchitecture(Architecture):
     contract_options: ClassVar[dict] = {"ngf": 4, "ndf": 4, "latent_dim": 16, "decoder_width": 8,
                                          "max_channels": 16}
 
+    conditional: ClassVar[bool] = True  # class-conditional BN in G, projection in D
+
     @property
     def resolution(self) -> int:
         return self._resolution
 
     def build_generator(self) -> FastGANGenerator:
-        return FastGANGenerator(self.options, self._resolution)
+        return FastGANGenerator(self.options, self._resolution, self.num_classes)
 
     def build_discriminator(self) -> FastGANDiscriminator:
-        return FastGANDiscriminator(self.options, self._resolution)
+        return FastGANDiscriminator(self.options, self._resolution, self.num_classes)
 
 
 # Defaults per resolution, sized for a 2-core CPU (module docstring: the FLOPs per image).

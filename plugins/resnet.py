@@ -4,7 +4,7 @@ The generator and discriminator of Miyato et al. 2018, "Spectral Normalization f
 Adversarial Networks" (the ResNet models of its appendix), in the form BigGAN (Brock et al. 2019,
 "Large Scale GAN Training for High Fidelity Natural Image Synthesis") made standard, with the
 optional self-attention block of SAGAN (Zhang et al. 2019, "Self-Attention Generative
-Adversarial Networks"), unconditional:
+Adversarial Networks"), unconditional or class-conditional:
 
 * G: a dense layer from z to a 4x4 map, residual up-blocks (BN, ReLU, nearest 2x upsample,
   3x3 conv, BN, ReLU, 3x3 conv; a 1x1 conv shortcut where the channels change), then BN, ReLU,
@@ -15,6 +15,14 @@ Adversarial Networks"), unconditional:
   residual down-blocks (ReLU, conv, ReLU, conv, pool; shortcut 1x1 conv and pool) to a 4x4 map,
   one block at 4x4 without pooling (SNGAN/BigGAN's last block; ``d_extra_block``), ReLU, a sum
   over positions and a linear layer: one logit per image.
+* Class-conditional (``--conditional``; the engine sets ``num_classes``), as SNGAN-projection
+  (Miyato & Koyama 2018, "cGANs with Projection Discriminator") and BigGAN condition theirs:
+  every batch norm inside G's residual blocks becomes a conditional batch norm
+  (``gan_zoo.ClassBatchNorm``: shared statistics, a gain and a bias per class; G's last BN
+  before to_rgb stays unconditional, as in both papers), and D's logit gains the projection
+  term <embed(y), h> on the same sum-pooled features (``gan_zoo.ClassProjection``, spectrally
+  normalized like the rest of D). G always has batch norm here, so z is not concatenated with
+  a class embedding. With ``num_classes`` 0 the modules are exactly the unconditional ones.
 
 Channels double at every halving of the side, as in the conv family: ``width`` channels at G's
 full resolution, ``d_width`` in D's first block (at half resolution), capped at
@@ -65,7 +73,15 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gan_zoo
-from gan_zoo import Architecture, Discriminator, Generator, Options
+from gan_zoo import (
+    Architecture,
+    ClassBatchNorm,
+    ClassProjection,
+    Discriminator,
+    Generator,
+    Options,
+    check_labels,
+)
 
 Init = Literal["xavier", "orthogonal", "default"]
 Wrap = Callable[[nn.Module], nn.Module]
@@ -149,21 +165,32 @@ class SelfAttention(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """G's residual block doubling the side (SNGAN's GenBlock)."""
+    """G's residual block doubling the side (SNGAN's GenBlock). With ``num_classes`` > 0 both
+    batch norms are class-conditional (SNGAN-projection's conditional GenBlock), called
+    ``block(x, y)``."""
 
-    def __init__(self, c_in: int, c_out: int, init: Init, wrap: Wrap):
+    def __init__(self, c_in: int, c_out: int, init: Init, wrap: Wrap, num_classes: int = 0):
         super().__init__()
-        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        if num_classes:
+            self.bn1: nn.Module = ClassBatchNorm(c_in, num_classes)
+            self.bn2: nn.Module = ClassBatchNorm(c_out, num_classes)
+        else:
+            self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
         self.conv1 = _conv(c_in, c_out, 3, init, wrap)
         self.conv2 = _conv(c_out, c_out, 3, init, wrap)
         # Learned shortcut only where the channels change; computed before upsampling (a 1x1
         # conv and nearest upsampling commute).
         self.shortcut = _conv(c_in, c_out, 1, init, wrap, gain=1.0) if c_in != c_out else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = F.relu(self.bn1(x), inplace=True)
-        h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))
-        h = self.conv2(F.relu(self.bn2(h), inplace=True))
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if y is None:
+            h = F.relu(self.bn1(x), inplace=True)
+            h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))
+            h = self.conv2(F.relu(self.bn2(h), inplace=True))
+        else:
+            h = F.relu(self.bn1(x, y), inplace=True)
+            h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))
+            h = self.conv2(F.relu(self.bn2(h, y), inplace=True))
         s = self.shortcut(x) if self.shortcut is not None else x
         return h + F.interpolate(s, scale_factor=2, mode="nearest")
 
@@ -250,11 +277,16 @@ def _n_scales(resolution: int) -> int:
 
 class ResNetGenerator(Generator):
     """SNGAN/BigGAN residual generator (Miyato et al. 2018; Brock et al. 2019): dense to 4x4,
-    residual up-blocks, BN-ReLU-conv-tanh; optional SAGAN attention (Zhang et al. 2019)."""
+    residual up-blocks, BN-ReLU-conv-tanh; optional SAGAN attention (Zhang et al. 2019).
 
-    def __init__(self, o: ResNetOptions, resolution: int):
+    Conditional (num_classes > 0), as SNGAN-projection (Miyato & Koyama 2018) and BigGAN: the
+    up-blocks' batch norms are ClassBatchNorm (a gain and a bias per class); the last BN stays
+    unconditional. Called ``G(z, y=labels)``."""
+
+    def __init__(self, o: ResNetOptions, resolution: int, num_classes: int = 0):
         super().__init__()
         self.latent_dim, self.resolution, self.channels = o.latent_dim, resolution, 3
+        self.num_classes = num_classes
         n = _n_scales(resolution)
         chans = [min(o.width * 2 ** (n - i), o.max_channels) for i in range(n + 1)]
         wrap: Wrap = spectral_norm if o.g_spectral_norm else _identity
@@ -262,7 +294,7 @@ class ResNetGenerator(Generator):
         self.dense = _layer(nn.Linear(o.latent_dim, chans[0] * 16), o.init, 1.0, wrap)
         blocks: list[nn.Module] = []
         for i in range(n):
-            blocks.append(UpBlock(chans[i], chans[i + 1], o.init, wrap))
+            blocks.append(UpBlock(chans[i], chans[i + 1], o.init, wrap, num_classes))
             if o.attention == 8 * 2**i:  # this block's output side
                 blocks.append(SelfAttention(chans[i + 1], o.init, wrap))
         if o.attention == 4:
@@ -271,20 +303,30 @@ class ResNetGenerator(Generator):
         self.bn = nn.BatchNorm2d(chans[-1])
         self.to_rgb = _conv(chans[-1], 3, 3, o.init, wrap, gain=1.0)
 
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.dense(z).view(z.shape[0], self.c0, 4, 4)
-        h = self.blocks(_channels_last(h, self.to_rgb))
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(self, y)
+        h = _channels_last(self.dense(z).view(z.shape[0], self.c0, 4, 4), self.to_rgb)
+        if y is None:
+            h = self.blocks(h)
+        else:
+            for block in self.blocks:
+                h = block(h, y) if isinstance(block, UpBlock) else block(h)
         return torch.tanh(self.to_rgb(F.relu(self.bn(h), inplace=True)))
 
 
 class ResNetDiscriminator(Discriminator):
     """SNGAN/BigGAN residual discriminator (Miyato et al. 2018; Brock et al. 2019): spectral
     norm on every layer, optimized first block, down-blocks to 4x4, ReLU, sum pooling, linear;
-    optional SAGAN attention (Zhang et al. 2019)."""
+    optional SAGAN attention (Zhang et al. 2019).
 
-    def __init__(self, o: ResNetOptions, resolution: int):
+    Conditional (num_classes > 0): a projection discriminator (Miyato & Koyama 2018, as in
+    BigGAN): the logit gains <embed(y), h> on the sum-pooled features h that feed the linear
+    layer, the class embedding spectrally normalized. Called ``D(x, y=labels)``."""
+
+    def __init__(self, o: ResNetOptions, resolution: int, num_classes: int = 0):
         super().__init__()
         self.resolution, self.channels = resolution, 3
+        self.num_classes = num_classes
         n, dw = _n_scales(resolution), o.discriminator_width
         chans = [min(dw * 2**j, o.max_channels) for j in range(n)]  # after block j: side res/2^(j+1)
         blocks: list[nn.Module] = []
@@ -298,10 +340,16 @@ class ResNetDiscriminator(Discriminator):
             blocks.append(DownBlock(c_in, c_in, o.init, spectral_norm, down=False))
         self.blocks = nn.Sequential(*blocks)
         self.logit = _layer(nn.Linear(c_in, 1), o.init, 1.0, spectral_norm)
+        # Created last, so an unconditional build draws its initial weights exactly as before.
+        self.projection = ClassProjection(num_classes, c_in, spectral_norm) if num_classes else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(self, y)
         h = F.relu(self.blocks(x), inplace=True).sum(dim=(2, 3))  # global sum pooling
-        return self.logit(h).squeeze(1)
+        out = self.logit(h).squeeze(1)
+        if self.projection is not None and y is not None:
+            out = out + self.projection(h, y).to(out.dtype)
+        return out
 
 
 class _ResNetArchitecture(Architecture):
@@ -309,6 +357,8 @@ class _ResNetArchitecture(Architecture):
 
     _resolution: ClassVar[int] = 0
     Options = ResNetOptions
+    # Class-conditional BN in G, projection in D (Miyato & Koyama 2018).
+    conditional: ClassVar[bool] = True
     # Attention on, so the contract's one step and bit-exact resume cover it too.
     contract_options: ClassVar[dict[str, Any]] = {
         "width": 4, "d_width": 4, "latent_dim": 16, "attention": 8}
@@ -318,10 +368,10 @@ class _ResNetArchitecture(Architecture):
         return self._resolution
 
     def build_generator(self) -> ResNetGenerator:
-        return ResNetGenerator(self.options, self._resolution)
+        return ResNetGenerator(self.options, self._resolution, self.num_classes)
 
     def build_discriminator(self) -> ResNetDiscriminator:
-        return ResNetDiscriminator(self.options, self._resolution)
+        return ResNetDiscriminator(self.options, self._resolution, self.num_classes)
 
 
 class ResNet32Options(ResNetOptions):
@@ -348,7 +398,9 @@ class ResNet128Options(ResNetOptions):
 class ResNet32(_ResNetArchitecture):
     """Residual SNGAN/BigGAN at 32x32 (Miyato 2018; Brock 2019), spectral-norm D, opt. attention.
 
-    The self-attention block (``attention``) is SAGAN's (Zhang et al. 2019).
+    The self-attention block (``attention``) is SAGAN's (Zhang et al. 2019). Class-conditional
+    with ``--conditional``: conditional batch norm in G, a projection discriminator (Miyato &
+    Koyama 2018).
     """
 
     name = "resnet32"
@@ -359,7 +411,9 @@ class ResNet32(_ResNetArchitecture):
 class ResNet64(_ResNetArchitecture):
     """Residual SNGAN/BigGAN at 64x64 (Miyato 2018; Brock 2019), spectral-norm D, opt. attention.
 
-    The self-attention block (``attention``) is SAGAN's (Zhang et al. 2019).
+    The self-attention block (``attention``) is SAGAN's (Zhang et al. 2019). Class-conditional
+    with ``--conditional``: conditional batch norm in G, a projection discriminator (Miyato &
+    Koyama 2018).
     """
 
     name = "resnet64"
@@ -370,7 +424,9 @@ class ResNet64(_ResNetArchitecture):
 class ResNet128(_ResNetArchitecture):
     """Residual SNGAN/BigGAN at 128x128 (Miyato 2018; Brock 2019), spectral-norm D, opt. attention.
 
-    The self-attention block (``attention``) is SAGAN's (Zhang et al. 2019).
+    The self-attention block (``attention``) is SAGAN's (Zhang et al. 2019). Class-conditional
+    with ``--conditional``: conditional batch norm in G, a projection discriminator (Miyato &
+    Koyama 2018).
     """
 
     name = "resnet128"

@@ -28,6 +28,19 @@ What "lite" changes, and why (docs/zoo.md has the whole list):
   deterministic and never draws from torch's generator; training draws from it (resume is
   bit-exact).
 
+Class-conditional (``--conditional``; the engine sets ``num_classes``), after StyleGAN2-ADA's
+conditional model (Karras et al. 2020, "Training Generative Adversarial Networks with Limited
+Data", NeurIPS): G's mapping network takes a learned class embedding of w_dim features, normalized
+to unit second moment like z and concatenated with it, so every style (and both latents of a
+style-mixed batch) carries the image's class; ``w_avg`` becomes one mean w per class, a
+(num_classes, w_dim) buffer, so truncation pulls each image toward its own class's mean. The
+path-length penalty runs on the labels of the step's G batch (see
+StyleGAN2Generator.regularizer). D is a projection discriminator (Miyato & Koyama 2018, "cGANs
+with Projection Discriminator", ICLR): the logit gains <embed(y), phi(x)> with phi(x) D's last
+features (the output of its fully connected layer), where ADA projects a mapped class embedding
+onto the same features. With num_classes 0 both networks are exactly the unconditional ones
+(parameters, buffers, outputs and random draws), so earlier checkpoints load unchanged.
+
 Cost: FLOPs per trained image, torch.utils.flop_counter over Trainer.train_step (batch 64,
 bce, separate D update, R1 off), averaged over the 4 steps of one path-length interval:
 
@@ -53,7 +66,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 import gan_zoo
-from gan_zoo import Architecture, Discriminator, Generator, Options
+from gan_zoo import Architecture, ClassProjection, Discriminator, Generator, Options, check_labels
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -227,17 +240,27 @@ def _channels(o: StyleGAN2Options, side: int, resolution: int, d: bool = False) 
 
 
 class StyleGAN2Generator(Generator):
-    """StyleGAN2 generator (Karras et al. 2020), skip architecture; see the module docstring."""
+    """StyleGAN2 generator (Karras et al. 2020), skip architecture; see the module docstring.
+
+    Conditional (num_classes > 0), as StyleGAN2-ADA's conditional G (Karras et al. 2020,
+    "Training GANs with limited data"): a learned class embedding ``embed`` (num_classes, w_dim),
+    normalized to unit second moment, is concatenated with the normalized z at the mapping
+    network's input, and ``w_avg`` holds one mean w per class.
+    """
 
     # `ganzoo sample --truncation PSI` calls forward(z, truncation_psi=PSI): w is pulled toward
-    # the tracked w_avg (the truncation trick in w space), z is the plain normal draw.
+    # the tracked w_avg (the truncation trick in w space; conditional: the class's w_avg), z is
+    # the plain normal draw.
     truncation = "mapping"
 
-    def __init__(self, o: StyleGAN2Options, resolution: int):
+    def __init__(self, o: StyleGAN2Options, resolution: int, num_classes: int = 0):
         super().__init__()
         self.o = o
         self.latent_dim, self.resolution, self.channels = o.latent_dim, resolution, 3
-        layers = [_EqLinear(o.latent_dim if i == 0 else o.w_dim, o.w_dim, lr_mul=o.mapping_lr_mul,
+        self.num_classes = num_classes
+        # The class enters next to z as w_dim more inputs (ADA's embed_features = w_dim).
+        n_in = o.latent_dim + (o.w_dim if num_classes else 0)
+        layers = [_EqLinear(n_in if i == 0 else o.w_dim, o.w_dim, lr_mul=o.mapping_lr_mul,
                             act=True) for i in range(o.mapping_layers)]
         self.mapping = nn.Sequential(*layers)
         c4 = _channels(o, 4, resolution)
@@ -254,30 +277,57 @@ class StyleGAN2Generator(Generator):
         # One w per layer; a block's toRGB shares its w with the next block's first conv, as in
         # the official code: 2 per resolution.
         self.num_ws = 2 * len(self.to_rgb)
-        self.register_buffer("w_avg", torch.zeros(o.w_dim))
+        # Conditional: one tracked mean w per class (truncation pulls toward the image's class).
+        self.register_buffer("w_avg", torch.zeros((num_classes, o.w_dim) if num_classes
+                                                  else (o.w_dim,)))
         self.register_buffer("pl_mean", torch.zeros(()))
+        # nn.Embedding's N(0, 1) rows: ADA's one-hot fully connected embedding, equalized lr.
+        self.embed = nn.Embedding(num_classes, o.w_dim) if num_classes else None
 
-    def map(self, z: Tensor) -> Tensor:
-        """z -> w through the mapping network (z normalized to unit second moment first)."""
+    def map(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """z (and, conditional, the labels y) -> w through the mapping network: z normalized to
+        unit second moment first, the class embedding too, then concatenated (ADA)."""
         z = z * torch.rsqrt(z.float().square().mean(1, keepdim=True) + 1e-8).to(z.dtype)
+        if y is not None:
+            assert self.embed is not None
+            e = self.embed(y).float()
+            e = e * torch.rsqrt(e.square().mean(1, keepdim=True) + 1e-8)
+            z = torch.cat([z, e.to(z.dtype)], 1)
         return self.mapping(z)
 
-    def styles(self, z: Tensor, update_w_avg: bool = False, truncation_psi: float = 1.0
-               ) -> Tensor:
-        """The per-layer latents ws (N, num_ws, w_dim) for z: style-mixed in training mode,
-        truncated toward w_avg when truncation_psi < 1."""
-        w = self.map(z)
-        if update_w_avg and self.training:
-            with torch.no_grad():
+    def _update_w_avg(self, w: Tensor, y: Tensor | None) -> None:
+        """Move w_avg toward this batch's mean w; conditional: each class's row toward the mean
+        of its images' w, classes absent from the batch unchanged."""
+        with torch.no_grad():
+            if y is None:
                 self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.o.w_avg_beta))
+                return
+            # Per-class sums as a one-hot matmul (not index_add_'s atomics: deterministic on
+            # GPUs too), in float32 outside autocast.
+            with torch.autocast(w.device.type, enabled=False):
+                onehot = F.one_hot(y, self.num_classes).float()  # (N, C)
+                counts = onehot.sum(0)[:, None]
+                means = (onehot.t() @ w.detach().float()) / counts.clamp(min=1)
+                moved = means.lerp(self.w_avg, self.o.w_avg_beta)
+                self.w_avg.copy_(torch.where(counts > 0, moved, self.w_avg))
+
+    def styles(self, z: Tensor, y: Tensor | None = None, update_w_avg: bool = False,
+               truncation_psi: float = 1.0) -> Tensor:
+        """The per-layer latents ws (N, num_ws, w_dim) for z (and, conditional, labels y):
+        style-mixed in training mode (the second latent keeps the image's class), truncated
+        toward w_avg (the class's row) when truncation_psi < 1."""
+        w = self.map(z, y)
+        if update_w_avg and self.training:
+            self._update_w_avg(w, y)
         if truncation_psi != 1:
-            w = self.w_avg.to(w.dtype).lerp(w, truncation_psi)
+            w_avg = self.w_avg if y is None else self.w_avg[y]
+            w = w_avg.to(w.dtype).lerp(w, truncation_psi)
         ws = w[:, None].expand(-1, self.num_ws, -1)
         if self.training and self.o.style_mixing_prob > 0:
             # One crossover layer per batch (as the official code), from torch's generator.
             cutoff = int(torch.randint(1, self.num_ws, ()))
             if float(torch.rand(())) < self.o.style_mixing_prob:
-                w2 = self.map(torch.randn_like(z))
+                w2 = self.map(torch.randn_like(z), y)
                 ws = torch.cat([ws[:, :cutoff], w2[:, None].expand(-1, self.num_ws - cutoff, -1)],
                                1)
         return ws
@@ -293,23 +343,40 @@ class StyleGAN2Generator(Generator):
             img = img + self.to_rgb[b](x, ws[:, 2 * b + 1])
         return torch.tanh(img)
 
-    def forward(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:
-        return self.synthesis(self.styles(z, update_w_avg=True, truncation_psi=truncation_psi))
+    def forward(self, z: Tensor, y: Tensor | None = None, truncation_psi: float = 1.0) -> Tensor:
+        check_labels(self, y)
+        return self.synthesis(self.styles(z, y, update_w_avg=True, truncation_psi=truncation_psi))
 
-    def regularizer(self, step: int, batch_size: int) -> dict[str, Tensor]:
+    def _pl_labels(self, n: int, y: Tensor | None) -> Tensor | None:
+        """Labels of the path-length batch: the first n of y (the G step's labels, which the
+        engine passes), repeated if shorter; uniform random classes without them. None for an
+        unconditional G."""
+        if not self.num_classes:
+            return None
+        device = self.const.device
+        if y is None or not len(y):
+            return torch.randint(self.num_classes, (n,), device=device)
+        return y.to(device)[torch.arange(n, device=device) % len(y)]
+
+    def regularizer(self, step: int, batch_size: int, *, y: Tensor | None = None
+                    ) -> dict[str, Tensor]:
         """Lazy path-length penalty (StyleGAN2 Sec. 3.2): the Jacobian J_w of G at random w, seen
         through a random image-space direction y, should have a constant length ||J_w^T y||;
         the penalty is its squared distance to the running mean ``pl_mean`` (a buffer, so
         resume is exact), weighted by pl_weight and multiplied by pl_every. It runs on the last
         step of each interval, (step + 1) % pl_every == 0: metrics.jsonl, written after every
         log_every-th step, then shows it as aux_pl (with the defaults, 10 and 4, every other
-        line; on the first step of each interval, it never would)."""
+        line; on the first step of each interval, it never would).
+
+        Conditional: the latents are mapped with the step's labels (``y``, which the engine
+        passes), as ADA's path-length pass reuses the batch's conditioning; the one ws per
+        image is then differentiated as before."""
         o = self.o
         if o.pl_weight <= 0 or (step + 1) % o.pl_every:
             return {}
         n = max(1, batch_size // o.pl_batch_shrink)
         z = self.sample_latent(n, device=self.const.device)
-        ws = self.styles(z)
+        ws = self.styles(z, self._pl_labels(n, y))
         if not ws.requires_grad:  # a G with frozen weights: still differentiate through ws
             ws = ws.detach().requires_grad_(True)
         img = self.synthesis(ws)
@@ -373,11 +440,17 @@ class _DBlock(nn.Module):
 
 
 class StyleGAN2Discriminator(Discriminator):
-    """StyleGAN2 residual discriminator (Karras et al. 2020) with minibatch std."""
+    """StyleGAN2 residual discriminator (Karras et al. 2020) with minibatch std.
 
-    def __init__(self, o: StyleGAN2Options, resolution: int):
+    Conditional (num_classes > 0): a projection discriminator (Miyato & Koyama 2018): the logit
+    gains <embed(y), phi(x)>, phi(x) the output of the fully connected layer (D's last
+    features, what StyleGAN2-ADA projects its mapped class embedding onto), one learned vector
+    per class (gan_zoo.ClassProjection; no spectral norm: the layers here use equalized lr)."""
+
+    def __init__(self, o: StyleGAN2Options, resolution: int, num_classes: int = 0):
         super().__init__()
         self.resolution, self.channels = resolution, 3
+        self.num_classes = num_classes
         self.from_rgb = _EqConv(3, _channels(o, resolution, resolution, d=True), 1)
         blocks, side = [], resolution
         while side > 4:
@@ -389,11 +462,17 @@ class StyleGAN2Discriminator(Discriminator):
         self.conv = _MbstdConv(c4, o.mbstd_group)
         self.fc = _EqLinear(c4 * 16, c4, act=True)
         self.out = _EqLinear(c4, 1)
+        self.projection = ClassProjection(num_classes, c4) if num_classes else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(self, y)
         h = self.blocks(self.from_rgb(x))
         h = self.conv(h)
-        return self.out(self.fc(h.flatten(1))).squeeze(1)
+        features = self.fc(h.flatten(1))
+        out = self.out(features).squeeze(1)
+        if self.projection is not None and y is not None:
+            out = out + self.projection(features, y).to(out.dtype)
+        return out
 
 
 # --------------------------------------------------------------------------- architectures
@@ -407,16 +486,19 @@ class _StyleGAN2Architecture(Architecture):
     # Fast contract tests; pl_every=1 puts the path-length step (and pl_mean) in the resume check.
     contract_options: ClassVar[dict] = {"width": 4, "d_width": 4, "max_channels": 16,
                                         "latent_dim": 8, "w_dim": 8, "pl_every": 1}
+    # Class-conditional runs: class embedding into the mapping network, per-class w_avg,
+    # projection D (see the module docstring).
+    conditional: ClassVar[bool] = True
 
     @property
     def resolution(self) -> int:
         return self._resolution
 
     def build_generator(self) -> StyleGAN2Generator:
-        return StyleGAN2Generator(self.options, self._resolution)
+        return StyleGAN2Generator(self.options, self._resolution, self.num_classes)
 
     def build_discriminator(self) -> StyleGAN2Discriminator:
-        return StyleGAN2Discriminator(self.options, self._resolution)
+        return StyleGAN2Discriminator(self.options, self._resolution, self.num_classes)
 
 
 # Default widths per resolution (G, D): within 1-2x the FLOPs per trained image of convN at its

@@ -147,12 +147,16 @@ def describe(classes: ClassInfo) -> str:
 def grid_labels(n: int, ncol: int, num_classes: int) -> Tensor:
     """Labels of an n-image sample grid with ncol columns: one class per row, classes spread
     evenly over the rows when there are more classes than rows (and repeated when fewer)."""
+    per_row = grid_row_classes(n, ncol, num_classes)
+    return torch.tensor(per_row, dtype=torch.long).repeat_interleave(ncol)[:n]
+
+
+def grid_row_classes(n: int, ncol: int, num_classes: int) -> list[int]:
+    """The class of each row of grid_labels' grid (the report names the rows with it)."""
     rows = math.ceil(n / ncol)
     if num_classes > rows:
-        per_row = [r * num_classes // rows for r in range(rows)]
-    else:
-        per_row = [r % num_classes for r in range(rows)]
-    return torch.tensor(per_row, dtype=torch.long).repeat_interleave(ncol)[:n]
+        return [r * num_classes // rows for r in range(rows)]
+    return [r % num_classes for r in range(rows)]
 
 
 class BalancedSampler:

@@ -43,7 +43,7 @@ EVENT = "eval-command"
 RECORD_KEYS = frozenset({
     "event", "step", "checkpoint", "data", "ema", "samples", "metrics", "options", "mode",
     "weights", "weights_sha1", "weights_sha256", "weights_verified", "features_precision",
-    "reference_cached",
+    "reference_cached", "per_class", "classes_evaluated",
     "seconds", "cpu_seconds"})
 
 
@@ -76,6 +76,7 @@ class Target:
     context: EvalContext
     record: dict[str, Any]
     run: RunDir | None
+    data: Any = None  # the reference ImageArray (its labels serve --per-class)
 
 
 def open_target(target: str, other: str | None, *, command: str, data: str | None, best: bool,
@@ -106,7 +107,7 @@ def open_target(target: str, other: str | None, *, command: str, data: str | Non
     context = EvalContext(generator, ArraySource(array.images, array.source), **common)
     record = {"checkpoint": str(ckpt_path), "step": meta["step"], "data": array.source,
               "ema": meta.get("has_ema", False) and not no_ema}
-    return Target(context, record, _run_of(ckpt_path))
+    return Target(context, record, _run_of(ckpt_path), array)
 
 
 def build_metrics(names: Sequence[str], assignments: dict[str, dict[str, Any]],
@@ -167,6 +168,34 @@ def finish(target: Target, record: dict[str, Any], event: str, no_log: bool,
     return True
 
 
+def per_class_part(tgt: Target, metrics: list[Metric], per_class: bool) -> tuple[dict, str]:
+    """--per-class: each metric per class (gan_zoo.evaluation.per_class), as the record's part
+    and a printable table; ({}, "") without the flag."""
+    if not per_class:
+        return {}, ""
+    from .per_class import evaluate_per_class, summary, table
+
+    names = [m.name for m in metrics]
+    results = evaluate_per_class(metrics, tgt.context, tgt.data,
+                                 None)
+    part = summary(results, names)
+    means = "; ".join(f"mean {m} over {part['classes_evaluated']} classes "
+                      f"{part[f'{m}_class_mean']:.4g}" for m in names if f"{m}_class_mean" in part)
+    return part, table(results, names) + ("\n" + means if means else "")
+
+
+def check_per_class(per_class: bool, other: str | None) -> None:
+    if per_class and other is not None:
+        raise UsageError("--per-class evaluates a conditional run or checkpoint, not two folders")
+
+
+def check_conditional(tgt: Target, per_class: bool) -> None:
+    """--per-class on an unconditional generator: one message (before any evaluation)."""
+    if per_class and not getattr(tgt.context.generator, "num_classes", 0):
+        raise UsageError("--per-class needs a conditional generator (trained with "
+                         "--conditional); this one has no classes")
+
+
 def sizes(values: dict[str, Any], name: str) -> str:
     """"(N=20 generated vs 24 real)" from a metric's NAME_n / NAME_n_real extras."""
     n, n_real = values.get(f"{name}_n"), values.get(f"{name}_n_real")
@@ -209,6 +238,10 @@ def shared_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True),
         click.option("--no-log", is_flag=True,
                      help="Do not append the result to the run's metrics."),
+        click.option("--per-class", is_flag=True,
+                     help="Conditional runs: also each metric per class, samples of a class "
+                     "against the real images of that class (intra-class FID); classes with "
+                     "fewer than 50 real images are skipped. States N per class."),
     ]):
         func = option(func)
     return func
@@ -227,13 +260,14 @@ def eval_command(target: str, other: str | None, metric_names: tuple[str, ...],
                  option_items: tuple[str, ...], n: int | None, data: str | None, as_json: bool,
                  best: bool, no_ema: bool, inception_weights: str | None, trust_weights: bool,
                  max_real: int | None, seed: int, batch_size: int, workers: int | None,
-                 precision: str, device: str, no_log: bool) -> None:
+                 precision: str, device: str, no_log: bool, per_class: bool) -> None:
     """Any metric of a run/checkpoint vs image folder (or its training data), or of two folders."""
     started = (time.perf_counter(), time.process_time())
     from ..options import parse_assignments
     from . import FolderSource, evaluate
 
     check_folder_mode(other, best, no_ema, data)
+    check_per_class(per_class, other)
     # Everything the user typed is checked before a generator or a dataset is loaded; in
     # folder mode the sample count is known from a scan of file names.
     defaults = {"n": len(FolderSource(target))} if other is not None else {}
@@ -244,10 +278,13 @@ def eval_command(target: str, other: str | None, metric_names: tuple[str, ...],
     tgt = open_target(target, other, command="eval", data=data, best=best, no_ema=no_ema,
                       device=device, seed=seed, batch_size=batch_size, workers=workers, log=echo,
                       trust_weights=trust_weights, precision=precision)
+    check_conditional(tgt, per_class)
     record: dict[str, Any] = dict(tgt.record)
     record["metrics"] = [m.name for m in metrics]
     values = evaluate(metrics, tgt.context, taken=RECORD_KEYS)
     record.update(values)
+    part, per_class_table = per_class_part(tgt, metrics, per_class)
+    record.update(part)
     record["options"] = {m.name: m.options.model_dump(mode="json") for m in metrics}
     record.update(inception_record(tgt.context))
     logged = finish(tgt, record, EVENT, no_log, started)
@@ -256,5 +293,7 @@ def eval_command(target: str, other: str | None, metric_names: tuple[str, ...],
         return
     for m in metrics:
         click.echo(f"{escape(m.name)} {values[m.name]:.6g}{sizes(values, m.name)}")
+    if per_class_table:
+        click.echo(per_class_table)
     echo(f"{time.perf_counter() - started[0]:.1f}s"
          + (f"; appended to {tgt.run.metrics_path}" if logged and tgt.run else ""))

@@ -28,10 +28,13 @@ from ..util.textsafe import escape
 from .eval_command import (
     RECORD_KEYS,
     build_metrics,
+    check_conditional,
     check_folder_mode,
+    check_per_class,
     finish,
     inception_record,
     open_target,
+    per_class_part,
     shared_options,
 )
 from .weights import MODES, find_weights, read_weights
@@ -47,7 +50,7 @@ from .weights import MODES, find_weights, read_weights
 def fid(target: str, other: str | None, data: str | None, n: int | None, mode: str, kid: bool,
         as_json: bool, best: bool, no_ema: bool, inception_weights: str | None,
         trust_weights: bool, max_real: int | None, seed: int, batch_size: int,
-        workers: int | None, precision: str, device: str, no_log: bool) -> None:
+        workers: int | None, precision: str, device: str, no_log: bool, per_class: bool) -> None:
     """FID of a run/checkpoint vs image folder (or its training data), or of two folders."""
     started = (time.perf_counter(), time.process_time())
     # First, and before importing PyTorch (seconds): with no weights, or weights that are not
@@ -58,6 +61,7 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
     from . import evaluate
 
     check_folder_mode(other, best, no_ema, data)
+    check_per_class(per_class, other)
     flags = {"--mode": ("mode", mode), "--inception-weights": ("weights", str(weights.path)),
              "--max-real": ("max_real", max_real),
              "--n": ("n", n if n is not None else (1_000_000 if other is not None else 1000))}
@@ -66,8 +70,10 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
     tgt = open_target(target, other, command="fid", data=data, best=best, no_ema=no_ema,
                       device=device, seed=seed, batch_size=batch_size, workers=workers, log=echo,
                       trust_weights=trust_weights, precision=precision)
+    check_conditional(tgt, per_class)
     values = evaluate(metrics, tgt.context, taken=RECORD_KEYS)
-    record: dict[str, Any] = {**tgt.record, **values, **inception_record(tgt.context)}
+    part, per_class_table = per_class_part(tgt, metrics, per_class)
+    record: dict[str, Any] = {**tgt.record, **values, **part, **inception_record(tgt.context)}
     logged = finish(tgt, record, "fid", no_log, started)
     if as_json:
         click.echo(json.dumps(record))
@@ -77,5 +83,7 @@ def fid(target: str, other: str | None, data: str | None, n: int | None, mode: s
                f"{escape(os.path.basename(weights.path))})")
     if kid:
         click.echo(f"KID {values['kid']:.6f} ± {values['kid_std']:.6f}  (N={values['kid_n']})")
+    if per_class_table:
+        click.echo("per class (samples of each class vs its real images):\n" + per_class_table)
     echo(f"{time.perf_counter() - started[0]:.1f}s"
          + (f"; appended to {tgt.run.metrics_path}" if logged and tgt.run else ""))

@@ -458,7 +458,10 @@ class Trainer:
                     loss_g = loss_fn.generator_loss(g_logits, real_logits)
                 else:
                     loss_g = loss_fn.generator_loss(g_logits)
-                extra = self.G.regularizer(self.step, len(fake))
+                # A conditional generator's terms see the step's labels (keyword: an
+                # unconditional plugin's regularizer(step, batch_size) keeps working).
+                extra = (self.G.regularizer(self.step, len(fake)) if y is None else
+                         self.G.regularizer(self.step, len(fake), y=y))
             total = loss_g
             for term in extra.values():
                 total = total + term.float()

@@ -12,7 +12,9 @@ from torch import Tensor, nn
 class ClassBatchNorm(nn.Module):
     """Conditional batch norm (de Vries et al. 2017; as in SNGAN-projection, Miyato & Koyama
     2018): batch statistics shared by all classes, a gain and a bias per class. Called
-    ``norm(x, y)``; dims 1 for (N, C) inputs, 2 for (N, C, H, W)."""
+    ``norm(x, y)``; dims 1 for (N, C) inputs, 2 for (N, C, H, W). Its inner batch norm has
+    no affine weights (``norm.weight`` is None): an init loop over BatchNorm modules must
+    skip ``affine=False`` ones."""
 
     def __init__(self, channels: int, num_classes: int, dims: int = 2):
         super().__init__()
@@ -25,7 +27,8 @@ class ClassBatchNorm(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         shape = (len(y), -1) + (1,) * (x.dim() - 2)
-        return self.norm(x) * self.gain(y).view(shape) + self.bias(y).view(shape)
+        h = self.norm(x)  # the embeddings are fp32: cast, so a bf16 map stays bf16
+        return h * self.gain(y).view(shape).to(h.dtype) + self.bias(y).view(shape).to(h.dtype)
 
 
 class ClassProjection(nn.Module):

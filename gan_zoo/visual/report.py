@@ -46,6 +46,7 @@ class RunReport:
     checkpoints: list[int]
     has_best: bool
     notes: list[str] = field(default_factory=list)  # what was left out, and why
+    per_class: dict[str, Any] | None = None  # the last `--per-class` evaluation's record
 
     @property
     def config(self) -> dict[str, Any]:
@@ -98,7 +99,68 @@ def collect(path: str | os.PathLike, name: str | None = None) -> RunReport:
                 notes.append(str(exc))
     return RunReport(series.name, run.path, series, curves, evolution, grid_png,
                      sorted(step for step, _ in run.step_checkpoints()), run.best_path.exists(),
-                     notes)
+                     notes, last_per_class(run.metrics_path))
+
+
+PER_CLASS_LIMIT = 1000  # classes a per-class table shows at most (gan_zoo.data.classes.MAX_CLASSES)
+
+
+def last_per_class(path: Path) -> dict[str, Any] | None:
+    """The last record of metrics.jsonl with a well-formed `per_class` list (`ganzoo fid/eval
+    --per-class`), or None. Malformed lines and entries are ignored: the file may come from
+    anyone."""
+    from ..training.metrics_file import iter_metrics
+
+    found = None
+    try:
+        for record in iter_metrics(path):
+            lines = record.get("per_class")
+            if isinstance(lines, list) and 0 < len(lines) <= PER_CLASS_LIMIT and all(
+                    isinstance(x, dict) and isinstance(x.get("name"), str)
+                    and isinstance(x.get("n_real"), int) for x in lines):
+                found = record
+    except GanZooError:
+        return None
+    return found
+
+
+def _per_class_table(record: dict[str, Any]) -> str:
+    """The per-class evaluation as a table: one row per class, one column per metric."""
+    named = record.get("metrics")
+    metrics = [m for m in (named if isinstance(named, list) else ["fid", "kid"])
+               if isinstance(m, str)]
+    lines = record["per_class"]
+    metrics = [m for m in metrics if any(isinstance(x.get(m), int | float) for x in lines)]
+    head = "".join(f"<th>{_e(m)}</th>" for m in metrics)
+    rows = ""
+    for x in lines:
+        n = x.get(f"{metrics[0]}_n") if metrics else None
+        cells = (f"<td colspan={len(metrics)} class=dim>skipped: {_e(x.get('skipped', ''))}</td>"
+                 if "skipped" in x else
+                 "".join(f"<td>{_fmt(x.get(m) if isinstance(x.get(m), int | float) else None)}"
+                         "</td>" for m in metrics))
+        rows += (f"<tr><th>{_e(x['name'])}</th><td>{_fmt(n if isinstance(n, int) else None)}"
+                 f"</td><td>{x['n_real']}</td>{cells}</tr>")
+    step = record.get("step")
+    means = "; ".join(f"mean {_e(m)} {_fmt(record[f'{m}_class_mean'])}" for m in metrics
+                      if isinstance(record.get(f"{m}_class_mean"), float))
+    return (f"<h3>Per class <span class=dim>(step {_e(step)}; samples of each class against "
+            f"its real images)</span></h3><table class=kv><tr><th>class</th><th>N</th>"
+            f"<th>N real</th>{head}</tr>{rows}</table>" + (f"<p>{means}</p>" if means else ""))
+
+
+def _grid_caption(config: dict[str, Any]) -> str:
+    """A conditional run's final grid: which class each row shows."""
+    classes, n = config.get("classes"), config.get("sample_grid", 64)
+    if not (config.get("conditional") and isinstance(classes, list) and classes
+            and all(isinstance(c, str) for c in classes) and isinstance(n, int) and n > 0):
+        return ""
+    from ..data.classes import grid_row_classes
+    from ..data.images import grid_layout
+
+    rows = grid_row_classes(n, grid_layout(n, 1, 1)[0], len(classes))
+    names = ", ".join(_e(classes[r]) for r in rows[:64])
+    return f'<p class="dim">One class per row, the same noise down each column: {names}</p>'
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -117,7 +179,9 @@ def _unique_names(paths: list[Path]) -> list[str]:
 # ------------------------------------------------------------------------------ HTML pieces
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, with control and format characters (ESC, bidi overrides) made visible:
+    names and values on the page come from other people's runs."""
+    return html.escape(safe_message(str(value), limit=1_000_000), quote=True)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -222,7 +286,9 @@ def _run_section(r: RunReport, anchor: str) -> str:
   <h3>Sample evolution <span class="dim">(same fixed noise in every row)</span></h3>
   {_img(r.evolution_png, f"sample evolution of {r.name}", "evolution")}
   <h3>Final samples</h3>
+  {_grid_caption(r.config)}
   {_img(r.grid_png, f"final sample grid of {r.name}", "grid")}
+  {_per_class_table(r.per_class) if r.per_class else ""}
 </section>"""
 
 

@@ -44,12 +44,18 @@ class _Net(nn.Module):
         return self.net.layers(x)
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("fid")
+def save_tiny_inception(root: Path) -> Path:
+    """The stand-in network, seeded, as a TorchScript file under root."""
     torch.manual_seed(0)
     weights = root / "tiny-inception.pt"
     torch.jit.script(_Net().eval()).save(str(weights))
+    return weights
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fid")
+    weights = save_tiny_inception(root)
     data = write_images(root / "data", 24, size=32)
     run = root / "run"
     api.train({"arch": "conv32", "data": str(data), "batch_size": 8, "steps": 2,

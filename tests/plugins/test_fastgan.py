@@ -1,10 +1,13 @@
 """fastgan32/64/128 (Liu et al. 2021): skip-layer excitation, the self-supervised D through the
 aux contract (reconstruction on the real images only, decoders that learn), the trainer's
-aux_recon statistic, bf16 autocast, eval-mode noise, and option errors on the command line.
-Shapes, ranges and bit-exact resume are checked by tests/core/test_contracts.py."""
+aux_recon statistic, bf16 autocast, eval-mode noise, option errors on the command line, and the
+class-conditional variant (conditional batch norm in G, projection in D, unconditional modules
+unchanged, conditional training resumes bit for bit). Shapes, ranges and bit-exact resume are
+checked by tests/core/test_contracts.py."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -13,10 +16,15 @@ import torch
 from click.testing import CliRunner
 from gan_zoo_plugins.fastgan import FastGANDiscriminator, FastGANGenerator, SkipLayerExcitation
 
+import gan_zoo
 from gan_zoo import api
 from gan_zoo.cli import cli
 from gan_zoo.data import ImageArray
 from gan_zoo.training.assembly import build
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks
+
+from ..reliability.helpers import assert_bit_identical
 
 TINY = {"ngf": 4, "ndf": 4, "latent_dim": 8, "decoder_width": 4, "max_channels": 16}
 
@@ -31,8 +39,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def nets(res: int = 32, **options):
+def nets(res: int = 32, num_classes: int = 0, **options):
     arch = build("arch", f"fastgan{res}", {**TINY, **options})
+    arch.num_classes = num_classes  # as the engine sets it in a conditional run
     return arch.build_generator(), arch.build_discriminator()
 
 
@@ -203,3 +212,170 @@ def test_invalid_options_give_one_clear_message_on_the_command_line(tmp_path):
         assert result.exit_code != 0, result.output
         assert f"{arch}." in result.output and words in result.output, result.output
         assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- class-conditional
+
+
+def _shapes_digest(module: torch.nn.Module) -> tuple[int, str]:
+    items = sorted((k, tuple(v.shape)) for k, v in module.state_dict().items())
+    return len(items), hashlib.sha256(repr(items).encode()).hexdigest()[:16]
+
+
+def test_unconditional_modules_keep_their_state_dict_so_old_checkpoints_load():
+    G, D = nets()
+    assert G.num_classes == 0 and D.num_classes == 0 and D.projection is None
+    # Names and shapes of fastgan32's tensors at TINY, recorded before the conditional variant
+    # existed: a change here means existing checkpoints no longer load.
+    assert _shapes_digest(G) == (46, "32347cab70ebfa3c")
+    assert _shapes_digest(D) == (64, "7c3cdad00a787954")
+    for key in [*G.state_dict(), *D.state_dict()]:
+        assert not any(w in key for w in ("projection", "gain", "embed")), key
+    with pytest.raises(ValueError, match="with labels"):
+        G(G.sample_latent(2), y=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="with labels"):
+        D(smooth_images(2), y=torch.zeros(2, dtype=torch.long), aux=2)
+
+
+@pytest.mark.parametrize("res", [32, 64])
+def test_conditional_modules_swap_g_norms_and_add_d_projection(res):
+    G0, _ = nets(res)
+    G, D = nets(res, num_classes=3)
+    assert G.num_classes == 3 and D.num_classes == 3
+    # G: each batch norm's affine scale/shift becomes a per-class gain/bias, nothing else.
+    plain = {k: v.shape for k, v in G0.state_dict().items()}
+    labelled = {k: v.shape for k, v in G.state_dict().items()}
+    norms = {k.rsplit(".", 1)[0] for k in plain if k.endswith("running_mean")}
+    assert len(norms) >= 3 and all(isinstance(G.get_submodule(n), gan_zoo.ClassBatchNorm)
+                                   for n in norms)
+    for n in norms:
+        c = plain[f"{n}.weight"][0]
+        assert labelled[f"{n}.gain.weight"] == labelled[f"{n}.bias.weight"] == (3, c)
+        assert labelled[f"{n}.norm.running_mean"] == (c,)
+    # Every other tensor keeps its name and shape ("ups.8.norms.0.weight" is a norm's own,
+    # "ups.8.norms.0.gain.weight" a conditional norm's).
+    assert {k: v for k, v in plain.items() if k.rsplit(".", 1)[0] not in norms} == \
+        {k: v for k, v in labelled.items() if k.rsplit(".", 2)[0] not in norms}
+    # D: the unconditional weights (same draws for the same seed) plus the projection.
+    def d_from_seed(num_classes: int) -> dict[str, torch.Tensor]:
+        arch = build("arch", f"fastgan{res}", TINY)
+        arch.num_classes = num_classes
+        torch.manual_seed(0)
+        return arch.build_discriminator().state_dict()
+
+    d0, d = d_from_seed(0), d_from_seed(3)
+    assert set(d) - set(d0) == {k for k in d if k.startswith("projection.")} != set()
+    for k, v in d0.items():
+        assert torch.equal(d[k], v), k
+    assert D.projection.embed.weight.shape == (3, D.head[0].in_channels)
+
+
+def test_labels_change_images_and_logits_and_aux_losses_come_with_them():
+    torch.manual_seed(0)
+    G, D = nets(num_classes=3)
+    z = G.sample_latent(2)
+    y_a, y_b = torch.tensor([0, 1]), torch.tensor([2, 2])
+
+    def image(y):
+        torch.manual_seed(1)  # the same noise
+        return G(z, y=y)
+
+    with torch.no_grad():
+        xa, xb = image(y_a), image(y_b)
+        torch.testing.assert_close(image(y_a), xa, rtol=0, atol=0)
+    assert xa.shape == (2, 3, 32, 32) and (xa - xb).abs().max() > 1e-4
+    G.eval()
+    with torch.no_grad():
+        ea, eb = G(z, y=y_a), G(z, y=y_b)
+    assert not torch.equal(ea, eb) and torch.isfinite(ea).all()
+
+    D.eval()  # fixed spectral-norm vectors and batch-norm statistics: calls are comparable
+    x = torch.cat([smooth_images(2), xa])
+    ya, yb = torch.cat([y_a, y_a]), torch.cat([y_b, y_b])
+    la, lb = D(x, y=ya), D(x, y=yb)
+    assert la.shape == (4,) and (la - lb).abs().max() > 1e-6
+    # The class term is the projection of D's 8x8 map summed over space (Miyato & Koyama 2018).
+    with torch.no_grad():
+        f8 = D.features(x)[1]
+        plain = D.head(f8).float().mean((1, 2, 3))
+        emb = D.projection.embed.weight
+    torch.testing.assert_close(la - plain, (emb[ya] * f8.sum((2, 3))).sum(1))
+
+    def with_aux(y):
+        torch.manual_seed(3)  # the same quadrants
+        out, terms = D(x, y=y, aux=2)
+        assert set(terms) == {"recon"} and terms["recon"].dim() == 0 and terms["recon"] > 0
+        return out, terms["recon"]
+
+    (oa, ra), (ob, rb) = with_aux(ya), with_aux(yb)
+    torch.testing.assert_close(oa, la)
+    torch.testing.assert_close(ob, lb)
+    torch.testing.assert_close(ra, rb)  # the decoders do not see the class
+    for call in (lambda: G(z), lambda: D(x), lambda: D(x, aux=2)):
+        with pytest.raises(ValueError, match="without labels"):
+            call()
+
+
+def test_conditional_bf16_autocast_keeps_g_maps_in_bf16():
+    torch.manual_seed(0)
+    G, D = nets(num_classes=3)
+    dtypes = []
+    G.ups["8"].register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    y = torch.tensor([0, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fake = G(G.sample_latent(2), y=y)
+        logits, terms = D(torch.cat([smooth_images(2), fake]), y=torch.cat([y, y]), aux=2)
+        loss = logits.mean() + terms["recon"]
+    loss.backward()
+    assert dtypes == [torch.bfloat16] and logits.dtype == torch.float32
+    assert torch.isfinite(loss)
+    assert G.dense_norm.gain.weight.grad is not None and D.projection.embed.parametrizations
+    for name, p in [*G.named_parameters(), *D.named_parameters()]:
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+def _labelled_data(n: int = 12, classes: tuple[str, ...] = ("a", "b", "c")) -> ImageArray:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return ImageArray(images, "labelled", labels=np.arange(n, dtype=np.int64) % len(classes),
+                      classes=classes)
+
+
+def _conditional_config(**extra) -> dict:
+    return {"arch": "fastgan32", "conditional": True, "batch_size": 4, "steps": 3, "seed": 2,
+            "options": {"fastgan32": TINY}, "ema_decay": 0.9, "checkpoint_every": 100,
+            "sample_every": 1000, "precision": "fp32", **extra}
+
+
+def _final(run):
+    _, tensors, meta, problems = RunDir(run).latest_valid()
+    assert not problems
+    return tensors, meta
+
+
+@pytest.mark.parametrize("extra", [{}, {"loss": "hinge", "d_update": "joint", "r1_gamma": 1.0}])
+def test_conditional_training_runs_and_resumes_bit_for_bit(tmp_path, extra):
+    data = _labelled_data()
+    straight = api.train(_conditional_config(**extra), out=tmp_path / "straight", data=data)
+    assert straight.step == 3 and all(math.isfinite(v) for v in straight.last.values())
+    assert straight.last["aux_recon"] > 0
+
+    def stop(trainer, stats):
+        if trainer.step == 1:
+            trainer.stop_reason = "test stop"
+
+    api.train(_conditional_config(**extra), out=tmp_path / "split", data=data,
+              callbacks=Callbacks(on_step=[stop]))
+    assert api.train(resume=tmp_path / "split", data=data).step == 3
+    (ta, ma), (tb, mb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    assert any(k.startswith("D.projection.") for k in ta)
+    assert any(".gain." in k for k in ta if k.startswith("G."))
+    assert_bit_identical(ta, tb)
+    assert ma["classes"] == mb["classes"] == {"names": ["a", "b", "c"], "counts": [4, 4, 4]}
+    assert (tmp_path / "straight" / "samples.png").read_bytes() == \
+        (tmp_path / "split" / "samples.png").read_bytes()
+    G, _ = api.load_generator(tmp_path / "split")
+    z = G.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = G(z, y=torch.tensor([0, 0])), G(z, y=torch.tensor([2, 2]))
+    assert G.num_classes == 3 and not torch.equal(a, b)

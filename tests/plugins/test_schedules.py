@@ -112,8 +112,9 @@ def test_noise_reaches_d_input_not_g_output(tmp_path, apply_to):
     real_batch = tr.real_batch
 
     def capture_real(n=None):
-        seen["real"] = real_batch(n)
-        return seen["real"]
+        batch = real_batch(n)
+        seen["real"] = batch[0]
+        return batch
 
     tr.real_batch = capture_real
 
@@ -209,7 +210,7 @@ def test_loss_balance_drives_the_engine(tmp_path):
         "loss-balance": {"cooldown": 0, "smoothing": 0, "target": 0.0}})  # D always "losing"
     d_calls = []
     d_update = tr.d_update
-    tr.d_update = lambda real, fake: d_calls.append(len(real)) or d_update(real, fake)
+    tr.d_update = lambda real, fake, *y: d_calls.append(len(real)) or d_update(real, fake, *y)
     tr.train_step()
     tr.train_step()
     assert d_calls == [8, 8, 8]  # 1 D update, then 2

@@ -1,22 +1,29 @@
 """stylegan2-32/64/128 (StyleGAN2-lite, Karras et al. 2020): demodulation, the lazy
 path-length regularizer, style mixing, w_avg, the minibatch-std conv, bf16 and channels-last,
-option errors through the CLI. Tiny widths: the whole file runs in seconds."""
+option errors through the CLI, the class-conditional variant (class embedding into the mapping
+network, per-class w_avg, projection D; labels in style mixing and the path-length pass, a
+bit-exact resume). Tiny widths: the whole file runs in seconds."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 from gan_zoo_plugins.stylegan2 import _MbstdConv, _minibatch_std, _ModConv
 
+from gan_zoo import api
 from gan_zoo.cli import cli
 from gan_zoo.data import ImageArray
 from gan_zoo.training.assembly import build, build_components
 from gan_zoo.training.config import make_config
-from gan_zoo.training.trainer import Trainer
+from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks, Trainer
+
+from ..reliability.helpers import assert_bit_identical
 
 TINY = {"width": 4, "d_width": 4, "max_channels": 16, "latent_dim": 8, "w_dim": 8}
 
@@ -31,9 +38,10 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _pair(res: int = 32, **options):
+def _pair(res: int = 32, num_classes: int = 0, **options):
     torch.manual_seed(0)
     arch = build("arch", f"stylegan2-{res}", {**TINY, **options})
+    arch.num_classes = num_classes  # what the engine does in a conditional run
     return arch.build_generator(), arch.build_discriminator()
 
 
@@ -171,3 +179,174 @@ def test_invalid_options_give_one_clear_message(tmp_path, option, words):
     assert result.exit_code != 0
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     assert words in result.output, result.output
+
+
+# --------------------------------------------------------------------------- class-conditional
+
+
+def _labels(*values: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+def test_the_class_changes_the_images_and_the_logits():
+    G, D = _pair(num_classes=3)
+    assert (G.num_classes, D.num_classes) == (3, 3)
+    with torch.no_grad():
+        D.projection.embed.weight.normal_()  # it starts small (std 0.02), not zero
+    z = torch.randn(2, 8)
+    for mode in (False, True):
+        G.train(mode)
+        D.train(mode)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            a = G(z, y=_labels(0, 0))
+        torch.manual_seed(1)  # the same noise and style mixing draws: only the class differs
+        with torch.no_grad():
+            b = G(z, y=_labels(2, 2))
+            assert a.shape == (2, 3, 32, 32) and not torch.allclose(a, b)
+            assert not torch.allclose(D(a, y=_labels(0, 0)), D(a, y=_labels(2, 2)))
+    with pytest.raises(ValueError, match="without labels"):
+        G(z)
+    with pytest.raises(ValueError, match="without labels"):
+        D(a)
+    G_plain, D_plain = _pair()
+    with pytest.raises(ValueError, match="with labels"):
+        G_plain(z, y=_labels(0, 1))
+    with pytest.raises(ValueError, match="with labels"):
+        D_plain(a, y=_labels(0, 1))
+
+
+def test_unconditional_state_dict_is_unchanged_and_conditional_adds_the_class_parts():
+    G, D = _pair()
+    G3, D3 = _pair(num_classes=3)
+    g, d = G.state_dict(), D.state_dict()
+    assert not any(k.startswith(("embed", "projection")) for k in [*g, *d])
+    assert G.num_classes == D.num_classes == 0 and G.embed is None and D.projection is None
+    # The unconditional shapes (what existing checkpoints hold).
+    assert g["w_avg"].shape == (8,) and g["mapping.0.weight"].shape == (8, 8)
+    assert d["out.weight"].shape == (1, 16)
+    # Conditional: the same names plus the class embedding of G and the projection of D;
+    # only the first mapping layer (z and the embedding) and w_avg (one row per class) grow.
+    g3, d3 = G3.state_dict(), D3.state_dict()
+    assert set(g3) - set(g) == {"embed.weight"} and set(g) <= set(g3)
+    assert set(d3) - set(d) == {"projection.embed.weight"} and set(d) <= set(d3)
+    assert g3["embed.weight"].shape == (3, 8) and d3["projection.embed.weight"].shape == (3, 16)
+    grown = {k for k in g if g[k].shape != g3[k].shape}
+    assert grown == {"mapping.0.weight", "w_avg"}
+    assert g3["mapping.0.weight"].shape == (8, 16) and g3["w_avg"].shape == (3, 8)
+    assert all(d[k].shape == d3[k].shape for k in d)
+
+
+def test_w_avg_is_tracked_per_class_and_truncation_gives_the_class_mean_image():
+    G, _ = _pair(num_classes=3)
+    beta = G.o.w_avg_beta
+    z, y = torch.randn(3, 8), _labels(0, 0, 1)  # class 2 is not in the batch
+    G.train()
+    with torch.no_grad():
+        G(z, y=y)
+        w = G.map(z, y)  # the mapping network has no noise: the w the forward saw
+    expected = torch.stack([w[:2].mean(0) * (1 - beta), w[2] * (1 - beta), torch.zeros(8)])
+    torch.testing.assert_close(G.w_avg, expected)
+    with torch.no_grad():
+        G(torch.randn(2, 8), y=_labels(2, 2))
+    assert G.w_avg[2].abs().sum() > 0
+    G.eval()
+    with torch.no_grad():
+        t = G(torch.randn(6, 8), y=_labels(0, 0, 1, 1, 2, 2), truncation_psi=0.0)
+        # psi = 0: every latent of a class gives that class's mean image...
+        for c in range(3):
+            torch.testing.assert_close(t[2 * c], t[2 * c + 1])
+            mean_image = G.synthesis(G.w_avg[c].expand(1, G.num_ws, -1))
+            torch.testing.assert_close(t[2 * c:2 * c + 1], mean_image)
+        # ...and different classes have different ones.
+        assert (t[0] - t[2]).abs().amax() > 1e-3 and (t[2] - t[4]).abs().amax() > 1e-3
+        half = G(z, y=y, truncation_psi=0.5)
+        w_half = G.w_avg[y].lerp(G.map(z, y), 0.5)
+        torch.testing.assert_close(half, G.synthesis(w_half[:, None].expand(-1, G.num_ws, -1)))
+
+
+def test_style_mixing_keeps_the_class_of_the_image():
+    G, _ = _pair(num_classes=3, style_mixing_prob=1.0)
+    G.train()
+    z, y = torch.randn(4, 8), _labels(0, 1, 2, 1)
+    torch.manual_seed(5)
+    ws = G.styles(z, y)
+    torch.manual_seed(5)  # replay the draws of styles(): crossover layer, coin, second latent
+    cutoff = int(torch.randint(1, G.num_ws, ()))
+    torch.rand(())
+    z2 = torch.randn_like(z)
+    torch.testing.assert_close(ws[:, 0], G.map(z, y))
+    torch.testing.assert_close(ws[:, -1], G.map(z2, y))  # the second latent, the same labels
+    assert not torch.allclose(ws[:, -1], G.map(z2, _labels(2, 2, 0, 0)))
+    assert torch.equal(ws[:, :cutoff], ws[:, :1].expand(-1, cutoff, -1))
+
+
+def test_the_path_length_pass_maps_with_the_labels_of_the_step():
+    G, _ = _pair(num_classes=3, pl_every=1)
+    G.train()
+    seen = []
+    original = G.map
+
+    def spy(z, y=None):
+        seen.append(None if y is None else y.clone())
+        return original(z, y)
+
+    G.map = spy  # type: ignore[method-assign]
+    assert G.regularizer(0, 4)  # no labels given: random classes
+    assert seen[0] is not None and len(seen[0]) == 2 and ((seen[0] >= 0) & (seen[0] < 3)).all()
+    seen.clear()
+    terms = G.regularizer(0, 4, y=_labels(2, 1, 0, 0))  # the step's labels, as the engine passes
+    assert torch.equal(seen[0], _labels(2, 1))  # batch 4 / pl_batch_shrink 2: the first two
+    assert all(torch.equal(s, _labels(2, 1)) for s in seen)  # style mixing's latent too
+    terms["pl"].backward()
+    assert G.embed.weight.grad is not None and G.embed.weight.grad.any()
+    seen.clear()
+    G.regularizer(0, 6, y=_labels(1, 2))  # shorter than the batch: repeated
+    assert torch.equal(seen[0], _labels(1, 2, 1))
+
+
+def _labelled(n: int = 12) -> ImageArray:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return ImageArray(images, "labelled", labels=np.arange(n, dtype=np.int64) % 3,
+                      classes=("a", "b", "c"))
+
+
+def _conditional_config(steps: int) -> dict:
+    # Style mixing on every step and the path-length pass too (pl_every 1), R1 as well.
+    options = {**TINY, "style_mixing_prob": 1.0, "pl_every": 1}
+    return {"arch": "stylegan2-32", "conditional": True, "batch_size": 4, "steps": steps,
+            "seed": 3, "options": {"stylegan2-32": options}, "ema_decay": 0.9, "r1_gamma": 0.1,
+            "checkpoint_every": 100, "sample_every": 1000, "sample_grid": 6, "log_every": 1}
+
+
+def _final(run):
+    _, tensors, meta, problems = RunDir(run).latest_valid()
+    assert not problems
+    return tensors, meta
+
+
+def test_conditional_training_runs_and_resumes_bit_exactly(tmp_path):
+    data = _labelled()
+    straight = api.train(_conditional_config(3), out=tmp_path / "straight", data=data)
+    assert straight.step == 3 and "aux_pl" in straight.last
+    assert all(math.isfinite(v) for v in straight.last.values())
+    G = straight.trainer.G
+    assert G.num_classes == 3 and G.w_avg.shape == (3, 8) and (G.w_avg.abs().sum(1) > 0).all()
+
+    def stop(trainer, stats):
+        if trainer.step == 2:
+            trainer.stop_reason = "test stop"
+
+    api.train(_conditional_config(3), out=tmp_path / "split", data=data,
+              callbacks=Callbacks(on_step=[stop]))
+    assert api.train(resume=tmp_path / "split", data=data).step == 3
+    (ta, ma), (tb, mb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    assert_bit_identical(ta, tb)
+    assert ma["sampler"] == mb["sampler"]
+    assert (tmp_path / "straight" / "samples.png").read_bytes() == \
+        (tmp_path / "split" / "samples.png").read_bytes()
+    G_loaded, _ = api.load_generator(tmp_path / "split")
+    assert G_loaded.num_classes == 3 and G_loaded.class_names == ("a", "b", "c")
+    truncated = api.sample(G_loaded, 2, seed=0, truncation=0.5, classes=["c"])
+    assert truncated.shape == (2, 3, 32, 32) and torch.isfinite(truncated).all()

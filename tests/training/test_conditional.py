@@ -118,6 +118,15 @@ def test_every_loss_and_d_update_path_takes_labels(tmp_path, loss, d_update):
     assert all(np.isfinite(v) for v in result.last.values())
 
 
+def test_the_generator_regularizer_gets_the_step_labels():
+    trainer = api.prepare_training(config(1), data=labelled_data())
+    calls = []
+    trainer.G.regularizer = lambda step, n, **kw: calls.append((n, kw.get("y"))) or {}
+    trainer.train_step()
+    (n, y), = calls
+    assert n == 6 and y is not None and y.shape == (6,) and y.dtype == torch.long
+
+
 def test_balanced_batches_see_a_rare_class_as_often_as_a_common_one():
     labels = np.array([0] * 40 + [1] * 4, np.int64)
     data = ImageArray(np.zeros((44, 32, 32, 3), np.uint8), "rare", labels=labels,

@@ -94,7 +94,7 @@ def test_fp16_r1_keeps_small_gradients(tmp_path):
     tr = fp16_trainer(tmp_path, r1_gamma=1.0)
     with torch.no_grad():
         tr.D.logit.weight.mul_(1e-5)
-    real = tr.real_batch()
+    real, _ = tr.real_batch()
     x = real.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(tr.D(x).float().sum(), x)
     exact = 0.5 * grad.pow(2).flatten(1).sum(1).mean()

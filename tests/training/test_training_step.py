@@ -29,7 +29,7 @@ def _snapshot(module):
 def test_d_update_changes_only_d(tmp_path):
     tr = trainer(tmp_path)
     g0 = {k: v.detach().clone() for k, v in tr.G.named_parameters()}
-    real = tr.real_batch()
+    real, _ = tr.real_batch()
     fake = tr.G(tr.G.sample_latent(8))
     tr.d_update(real, fake.detach())
     assert all(p.grad is None for p in tr.G.parameters())
@@ -154,7 +154,7 @@ def test_d_passes_take_their_own_regularizers_and_one_step_each(tmp_path, mode, 
     tr._r1 = lambda *a: events.append("r1") or r1(*a)
     tr.c.loss.penalty = lambda *a: events.append("penalty") or penalty(*a)
     tr.opt_d.step = lambda *a, **k: events.append("step") or step(*a, **k)
-    tr.d_update(tr.real_batch(), tr.G(tr.G.sample_latent(8)).detach())
+    tr.d_update(tr.real_batch()[0], tr.G(tr.G.sample_latent(8)).detach())
     assert events == expected and events.count("step") == len(D_PASSES[mode])
 
 
