@@ -106,6 +106,13 @@ class Discriminator(nn.Module, ABC):
     # x being real, and forward returns ``(logits, {name: 0-dim loss})``; the engine adds the
     # losses to D's loss and logs each as ``aux_<name>``. Every other call is ``forward(x)``.
     aux_losses: ClassVar[tuple[str, ...]] = ()
+    # Names of auxiliary losses this D computes for G's step on G's fakes (ACGAN's classifier:
+    # the fakes should be classified as the class they were drawn for). When non-empty, G's
+    # step calls ``forward(x, g_aux=k)`` (with ``y=`` when conditional), the images x[k:] being
+    # G's fakes (k = 0, or the number of reals before them in a joint batch), and forward
+    # returns ``(logits, {name: 0-dim loss})``; the engine adds the losses to G's loss and logs
+    # each as ``aux_<name>``. Names must differ from aux_losses' (both are logged).
+    g_aux_losses: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...

@@ -58,6 +58,12 @@ class ConvOptions(Options):
     d_end: int = Field(4, ge=1, description="side of D's last feature map before the dense logit")
     d_extra_convs: int = Field(
         0, ge=0, le=4, description="stride-1 convs after the strided ones (aircraft seed: 1)")
+    d_condition: Literal["projection", "acgan", "both"] = Field(
+        "projection", description="conditional runs: how D uses the class: a projection term "
+        "(Miyato & Koyama 2018), an auxiliary classifier (ACGAN, Odena et al. 2017), or both")
+    acgan_weight: float = Field(
+        1.0, ge=0.0, le=100.0, description="conditional runs with d_condition acgan or both: "
+        "weight of the classifier's cross-entropy (D's on real images, G's on its fakes)")
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="dropout after each D conv block (face seed model 6: 0.2)")
     init: Literal["dcgan", "default"] = Field(
@@ -162,9 +168,11 @@ class ConvGenerator(Generator):
 class ConvDiscriminator(Discriminator):
     """Strided convs halving the side down to d_end, optional stride-1 convs, a dense logit.
 
-    Conditional (num_classes > 0): a projection discriminator (Miyato & Koyama 2018): the logit
-    gains <embed(y), sum of the last features over space>, one learned vector per class
-    (spectrally normalized with d_norm spectral, as in SNGAN-projection)."""
+    Conditional (num_classes > 0), by d_condition: a projection discriminator (Miyato & Koyama
+    2018): the logit gains <embed(y), sum of the last features over space>, one learned vector
+    per class (spectrally normalized with d_norm spectral, as in SNGAN-projection); and/or an
+    ACGAN classifier head (Odena et al. 2017) on the same features, trained on real images,
+    whose cross-entropy on G's fakes joins G's loss."""
 
     def __init__(self, o: ConvOptions, resolution: int, num_classes: int = 0):
         super().__init__()
@@ -190,20 +198,37 @@ class ConvDiscriminator(Discriminator):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.logit = sn(nn.Linear(c_in * o.d_end**2, 1))
-        self.projection = None
-        if num_classes:
+        self.projection = self.classifier = None
+        self.acgan_weight = o.acgan_weight
+        if num_classes and o.d_condition in ("projection", "both"):
             self.projection = ClassProjection(num_classes, c_in, sn)
+        if num_classes and o.d_condition in ("acgan", "both"):
+            # ACGAN: a class head on the pooled features; D learns the classes of real images
+            # (aux_losses), G is pushed toward fakes D classifies as asked (g_aux_losses). D does
+            # not learn from the fakes' classes: that rewards D for spotting G's class errors
+            # instead of teaching it the classes (the reals-only variant of later work).
+            self.classifier = sn(nn.Linear(c_in, num_classes))
+            self.aux_losses, self.g_aux_losses = ("cls_real",), ("cls_fake",)
         if o.init == "dcgan":
             _dcgan_init(self)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None, aux: int | None = None,
+                g_aux: int | None = None) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         check_labels(self, y)
         h = self.features(x)
         out = self._logit(h)
-        if self.projection is not None and y is not None:
-            pooled = h.float().sum((2, 3)) if h.dim() == 4 else h.float()
+        if y is None:
+            return out
+        pooled = h.float().sum((2, 3)) if h.dim() == 4 else h.float()
+        if self.projection is not None:
             out = out + self.projection(pooled, y).to(out.dtype)
-        return out
+        if self.classifier is None or (aux is None and g_aux is None):
+            return out
+        # The classifier reads the mean over space (the sum's scale grows with d_end).
+        mean = pooled / (h.shape[2] * h.shape[3] if h.dim() == 4 else 1)
+        part = slice(0, aux) if aux is not None else slice(g_aux, None)
+        loss = F.cross_entropy(self.classifier(mean[part]).float(), y[part])
+        return out, {("cls_real" if aux is not None else "cls_fake"): loss * self.acgan_weight}
 
     def _logit(self, h: Tensor) -> Tensor:
         if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(

@@ -363,6 +363,20 @@ class Trainer:
             return logits.float()
         return self._d(D, x, y).float()
 
+    def _g_logits(self, D: nn.Module, x: Tensor, y: Tensor | None, first_fake: int,
+                  terms: dict[str, Tensor]) -> Tensor:
+        """D's logits on x (float32) in G's step. A D that declares g_aux_losses computes them
+        on the fakes (x[first_fake:]) in the same forward; they are added to terms."""
+        if not self.D.g_aux_losses:
+            return self._d(D, x, y).float()
+        logits, found = self._d(D, x, y, g_aux=first_fake)
+        unknown = set(found) - set(self.D.g_aux_losses)
+        if unknown:
+            raise TypeError(f"{type(self.D).__name__} returned G-step losses {sorted(unknown)} "
+                            "not named in its g_aux_losses")
+        terms.update(found)
+        return logits.float()
+
     def _d_pass(self, p: DPass, real_in: Tensor, fake_in: Tensor, y: Tensor | None = None
                 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Forward, the pass's regularizers, the non-finite check, then one scaled backward, one
@@ -443,13 +457,15 @@ class Trainer:
             with self._autocast():
                 fake_in = self._d_input(fake, "fake", augment_fake=True)
                 real_logits = None
+                d_terms: dict[str, Tensor] = {}
                 if self.g_step_joint:
                     real_in = self._d_input(real, "real", augment_fake=False)
-                    both = self._d(D, torch.cat([real_in, fake_in]),
-                                   torch.cat([y, y]) if y is not None else None).float()
+                    both = self._g_logits(D, torch.cat([real_in, fake_in]),
+                                          torch.cat([y, y]) if y is not None else None,
+                                          len(real_in), d_terms)
                     g_logits, real_logits = both[len(real_in):], both[: len(real_in)].detach()
                 else:
-                    g_logits = self._d(D, fake_in, y).float()
+                    g_logits = self._g_logits(D, fake_in, y, 0, d_terms)
                     if loss_fn.relativistic:  # its G term compares with D's view of reals
                         with torch.no_grad():
                             real_logits = self._d(D, self._d_input(real, "real",
@@ -462,6 +478,7 @@ class Trainer:
                 # unconditional plugin's regularizer(step, batch_size) keeps working).
                 extra = (self.G.regularizer(self.step, len(fake)) if y is None else
                          self.G.regularizer(self.step, len(fake), y=y))
+                extra = {**d_terms, **extra}
             total = loss_g
             for term in extra.values():
                 total = total + term.float()

@@ -87,10 +87,16 @@ def test_unconditional_modules_are_unchanged():
         ConvDiscriminator(o, 32)(torch.randn(2, 3, 32, 32), y=torch.zeros(2, dtype=torch.long))
 
 
+ACGAN = {"options": {"conv32": {**TINY["conv32"], "d_condition": "both", "acgan_weight": 0.5}}}
+
+
 @pytest.mark.parametrize("extra", [
     {},
     {"class_balance": True, "d_update": "joint", "r1_gamma": 1.0, "loss": "hinge"},
-])
+    {**ACGAN, "d_update": "joint", "loss": "rahinge"},
+    {"loss": "rsgan", "d_update": "separate", "options": {"conv32": {
+        **ACGAN["options"]["conv32"], "d_norm": "spectral", "d_condition": "acgan"}}},
+], ids=["projection", "balanced-joint-r1", "acgan-joint", "acgan-relativistic-spectral"])
 def test_2n_steps_equal_n_then_resume_then_n(tmp_path, extra):
     data = labelled_data()
     api.train(config(6, **extra), out=tmp_path / "straight", data=data)
@@ -116,6 +122,45 @@ def test_every_loss_and_d_update_path_takes_labels(tmp_path, loss, d_update):
                        out=tmp_path / "r", data=labelled_data())
     assert result.step == 3
     assert all(np.isfinite(v) for v in result.last.values())
+
+
+def test_acgan_classifies_reals_for_d_and_fakes_for_g():
+    o = ConvOptions(width=8, latent_dim=16, d_condition="acgan", acgan_weight=0.5)
+    D = ConvDiscriminator(o, 32, num_classes=3)
+    assert D.projection is None and D.aux_losses == ("cls_real",)
+    assert D.g_aux_losses == ("cls_fake",) and ConvDiscriminator.g_aux_losses == ()
+    x, y = torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        plain = D(x, y=y)
+        logits, real_terms = D(x, y=y, aux=2)
+        _, fake_terms = D(x, y=y, g_aux=2)
+        mean = D.features(x).float().mean((2, 3))
+        want_real = torch.nn.functional.cross_entropy(D.classifier(mean[:2]), y[:2]) * 0.5
+        want_fake = torch.nn.functional.cross_entropy(D.classifier(mean[2:]), y[2:]) * 0.5
+    assert torch.equal(logits, plain)  # the class enters only through the classifier
+    torch.testing.assert_close(real_terms["cls_real"], want_real)
+    torch.testing.assert_close(fake_terms["cls_fake"], want_fake)
+
+
+def test_acgan_terms_are_logged_and_reach_g(tmp_path):
+    result = api.train(config(2, **ACGAN, log_every=1), out=tmp_path / "r", data=labelled_data())
+    records = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss_d" in r][-1]
+    assert np.isfinite(last["aux_cls_real"]) and np.isfinite(last["aux_cls_fake"])
+    assert result.step == 2
+
+
+def test_a_d_returning_an_undeclared_g_step_loss_is_an_error():
+    trainer = api.prepare_training(config(1, **ACGAN), data=labelled_data())
+    forward = trainer.D.forward
+
+    def renamed(x, y=None, aux=None, g_aux=None):
+        out = forward(x, y=y, aux=aux, g_aux=g_aux)
+        return (out[0], {"surprise": out[1]["cls_fake"]}) if g_aux is not None else out
+
+    trainer.D.forward = renamed  # type: ignore[method-assign]
+    with pytest.raises(TypeError, match=r"G-step losses \['surprise'\] not named"):
+        trainer.train_step()
 
 
 def test_the_generator_regularizer_gets_the_step_labels():
