@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.zoo import cpu_name
+from benchmarks.zoo import DOCS, cpu_name
 
 
 def _metrics(n: int, max_real: int | None = None) -> list[Any]:
@@ -115,6 +115,30 @@ def table(results: dict[str, dict[str, Any]], floor: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def pictures(run: str, folder: Path, name: str) -> list[Path]:
+    """docs/conditional.md's pictures of one run: its class grid (8 columns), a truncation
+    strip of the last class (rows PSI 1, 0.7, 0.5, 0.3; the same latents in every row) and a
+    walk through 4 latents of that class."""
+    from gan_zoo import api
+    from gan_zoo.sampling import draw_latents, images_for
+
+    G, _ = api.load_generator(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = folder / f"conditional-{name}-class-grid.png"
+    api.save_images(api.class_grid(G, columns=8, seed=0), grid, nrow=8)
+    rows = []
+    y = torch.full((8,), G.num_classes - 1, dtype=torch.long)
+    for psi in (1.0, 0.7, 0.5, 0.3):
+        z = draw_latents(G, 8, psi, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            rows.append(images_for(G.eval(), z, psi, y=y).clamp(-1, 1))
+    strip = folder / f"conditional-{name}-truncation.png"
+    api.save_images(torch.cat(rows), strip, nrow=8)
+    walk = api.interpolate(G, 4, folder / f"conditional-{name}-walk.gif",
+                           class_=G.num_classes - 1)
+    return [grid, strip, walk]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.conditional", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,11 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=64, choices=(32, 64, 128))
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--out", default="runs/conditional.json")
+    p.add_argument("--pictures", metavar="NAME", help="also draw this run's pictures for "
+                   "docs/conditional.md into docs/images/")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     from benchmarks.shape_kinds import train_kind_classifier
     from gan_zoo.data.folders import load_builtin
 
+    if args.pictures:
+        runs = dict(item.partition("=")[::2] for item in args.runs)
+        for path in pictures(runs[args.pictures], DOCS / "images", args.pictures):
+            print(f"wrote {path}")
     data = load_builtin(args.res)
     classifier, accuracy = train_kind_classifier(args.res, steps=300)
     print(f"kind classifier: {accuracy:.1%} on held-out shapes", flush=True)
