@@ -308,6 +308,8 @@ def check_architecture(cls: type[Architecture], options: dict[str, Any] | None =
         if logits.shape != (n,) or not torch.isfinite(logits).all():
             raise _fail(cls, f"D ({mode} mode) must return {n} finite logits of shape ({n},), "
                              f"got {tuple(logits.shape)}")
+    if getattr(G, "truncation", "latent") == "mapping":
+        _check_mapping_truncation(cls, G)
     if cls.conditional:
         _check_conditional(cls, opts, G, D)
     if ch != 3:
@@ -315,6 +317,24 @@ def check_architecture(cls: type[Architecture], options: dict[str, Any] | None =
     _check_training_and_resume(cls, arch.name, opts, res)
     if cls.conditional:
         _check_training_and_resume(cls, arch.name, opts, res, classes=3)
+
+
+def _check_mapping_truncation(cls: type[Architecture], G: Generator) -> None:
+    """A generator with truncation = "mapping" truncates itself (docs/plugins.md): forward takes
+    the keyword truncation_psi, gives in-range images, and psi = 1 is no truncation at all."""
+    G.eval()
+    z = G.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            plain, same, cut = G(z), G(z, truncation_psi=1.0), G(z, truncation_psi=0.5)
+    except TypeError as exc:
+        raise _fail(cls, f"declares truncation = 'mapping' but forward does not take the "
+                         f"keyword truncation_psi ({exc})") from None
+    if cut.shape != plain.shape or not torch.isfinite(cut).all() or cut.abs().max() > 1:
+        raise _fail(cls, "G(z, truncation_psi=0.5) must give finite images in [-1, 1] of the "
+                         "same shape as G(z)")
+    if not torch.equal(plain, same):
+        raise _fail(cls, "G(z, truncation_psi=1.0) must equal G(z): psi = 1 is no truncation")
 
 
 def _check_conditional(cls: type[Architecture], opts: dict[str, Any], G_plain: Generator,

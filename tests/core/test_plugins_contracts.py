@@ -187,6 +187,24 @@ def test_conditional_architecture_contract_catches(cls, message):
         check_component("arch", cls.name)
 
 
+class NoPsiGenerator(MLPGenerator):
+    truncation = "mapping"  # claims a mapping network, but forward takes no truncation_psi
+
+
+class NoPsiArch(Tiny):
+    """Declares mapping truncation without supporting it."""
+
+    name = "no-psi"
+
+    def build_generator(self) -> Generator:
+        return NoPsiGenerator()
+
+
+def test_a_mapping_generator_must_take_truncation_psi():
+    with registered_plugin(NoPsiArch), pytest.raises(ContractError, match="truncation_psi"):
+        check_component("arch", "no-psi")
+
+
 def test_architecture_training_checks_need_registration():
     with pytest.raises(ContractError, match="must be registered"):
         check_component(Tiny)
