@@ -21,10 +21,8 @@ from gan_zoo import api
 from gan_zoo.cli import cli
 from gan_zoo.data import ImageArray
 from gan_zoo.training.assembly import build
-from gan_zoo.training.rundir import RunDir
-from gan_zoo.training.trainer import Callbacks
 
-from ..reliability.helpers import assert_bit_identical
+from ..reliability.helpers import assert_bit_identical, final_checkpoint, labelled_data, stop_at
 
 TINY = {"ngf": 4, "ndf": 4, "latent_dim": 8, "decoder_width": 4, "max_channels": 16}
 
@@ -334,40 +332,23 @@ def test_conditional_bf16_autocast_keeps_g_maps_in_bf16():
         assert p.grad is None or torch.isfinite(p.grad).all(), name
 
 
-def _labelled_data(n: int = 12, classes: tuple[str, ...] = ("a", "b", "c")) -> ImageArray:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    return ImageArray(images, "labelled", labels=np.arange(n, dtype=np.int64) % len(classes),
-                      classes=classes)
-
-
 def _conditional_config(**extra) -> dict:
     return {"arch": "fastgan32", "conditional": True, "batch_size": 4, "steps": 3, "seed": 2,
             "options": {"fastgan32": TINY}, "ema_decay": 0.9, "checkpoint_every": 100,
             "sample_every": 1000, "precision": "fp32", **extra}
 
 
-def _final(run):
-    _, tensors, meta, problems = RunDir(run).latest_valid()
-    assert not problems
-    return tensors, meta
-
-
 @pytest.mark.parametrize("extra", [{}, {"loss": "hinge", "d_update": "joint", "r1_gamma": 1.0}])
 def test_conditional_training_runs_and_resumes_bit_for_bit(tmp_path, extra):
-    data = _labelled_data()
+    data = labelled_data(12)
     straight = api.train(_conditional_config(**extra), out=tmp_path / "straight", data=data)
     assert straight.step == 3 and all(math.isfinite(v) for v in straight.last.values())
     assert straight.last["aux_recon"] > 0
 
-    def stop(trainer, stats):
-        if trainer.step == 1:
-            trainer.stop_reason = "test stop"
-
     api.train(_conditional_config(**extra), out=tmp_path / "split", data=data,
-              callbacks=Callbacks(on_step=[stop]))
+              callbacks=stop_at(1))
     assert api.train(resume=tmp_path / "split", data=data).step == 3
-    (ta, ma), (tb, mb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    (ta, ma), (tb, mb) = final_checkpoint(tmp_path / "straight"), final_checkpoint(tmp_path / "split")
     assert any(k.startswith("D.projection.") for k in ta)
     assert any(".gain." in k for k in ta if k.startswith("G."))
     assert_bit_identical(ta, tb)

@@ -5,7 +5,6 @@ few seconds in all."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -15,9 +14,10 @@ from torch.nn.utils import parametrize
 
 from gan_zoo import ClassBatchNorm, ClassProjection, api
 from gan_zoo.cli import cli
-from gan_zoo.data import ImageArray
 from gan_zoo.errors import UsageError
 from gan_zoo.training.assembly import build
+
+from ..reliability.helpers import labelled_data
 
 TINY = {"width": 4, "d_width": 4, "latent_dim": 8}
 
@@ -251,18 +251,11 @@ def test_a_fresh_conditional_pair_is_the_unconditional_one_plus_the_projection()
         torch.testing.assert_close(Dc(x, y=y), D(x) + Dc.projection(h, y))
 
 
-def _labelled_data(n: int = 12, classes: tuple[str, ...] = ("a", "b", "c")) -> ImageArray:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    labels = np.arange(n, dtype=np.int64) % len(classes)
-    return ImageArray(images, "labelled", labels=labels, classes=classes)
-
-
 def test_a_conditional_run_with_attention_trains_and_samples_by_class(tmp_path):
     config = {"arch": "resnet32", "conditional": True, "batch_size": 6, "steps": 2, "seed": 2,
               "options": {"resnet32": {**TINY, "attention": 8}}, "ema_decay": 0.9,
               "checkpoint_every": 100, "sample_every": 1000}
-    result = api.train(config, out=tmp_path / "r", data=_labelled_data())
+    result = api.train(config, out=tmp_path / "r", data=labelled_data(12))
     trainer = result.trainer
     assert trainer.G.num_classes == trainer.D.num_classes == 3
     assert any(isinstance(m, SelfAttention) for m in trainer.G.modules())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,10 +19,9 @@ from gan_zoo.cli import cli
 from gan_zoo.data import ImageArray
 from gan_zoo.training.assembly import build, build_components
 from gan_zoo.training.config import make_config
-from gan_zoo.training.rundir import RunDir
-from gan_zoo.training.trainer import Callbacks, Trainer
+from gan_zoo.training.trainer import Trainer
 
-from ..reliability.helpers import assert_bit_identical
+from ..reliability.helpers import assert_bit_identical, final_checkpoint, labelled_data, stop_at
 
 TINY = {"width": 4, "d_width": 4, "max_channels": 16, "latent_dim": 8, "w_dim": 8}
 
@@ -305,13 +303,6 @@ def test_the_path_length_pass_maps_with_the_labels_of_the_step():
     assert torch.equal(seen[0], _labels(1, 2, 1))
 
 
-def _labelled(n: int = 12) -> ImageArray:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    return ImageArray(images, "labelled", labels=np.arange(n, dtype=np.int64) % 3,
-                      classes=("a", "b", "c"))
-
-
 def _conditional_config(steps: int) -> dict:
     # Style mixing on every step and the path-length pass too (pl_every 1), R1 as well.
     options = {**TINY, "style_mixing_prob": 1.0, "pl_every": 1}
@@ -320,28 +311,18 @@ def _conditional_config(steps: int) -> dict:
             "checkpoint_every": 100, "sample_every": 1000, "sample_grid": 6, "log_every": 1}
 
 
-def _final(run):
-    _, tensors, meta, problems = RunDir(run).latest_valid()
-    assert not problems
-    return tensors, meta
-
-
 def test_conditional_training_runs_and_resumes_bit_exactly(tmp_path):
-    data = _labelled()
+    data = labelled_data(12)
     straight = api.train(_conditional_config(3), out=tmp_path / "straight", data=data)
     assert straight.step == 3 and "aux_pl" in straight.last
     assert all(math.isfinite(v) for v in straight.last.values())
     G = straight.trainer.G
     assert G.num_classes == 3 and G.w_avg.shape == (3, 8) and (G.w_avg.abs().sum(1) > 0).all()
 
-    def stop(trainer, stats):
-        if trainer.step == 2:
-            trainer.stop_reason = "test stop"
-
     api.train(_conditional_config(3), out=tmp_path / "split", data=data,
-              callbacks=Callbacks(on_step=[stop]))
+              callbacks=stop_at(2))
     assert api.train(resume=tmp_path / "split", data=data).step == 3
-    (ta, ma), (tb, mb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    (ta, ma), (tb, mb) = final_checkpoint(tmp_path / "straight"), final_checkpoint(tmp_path / "split")
     assert_bit_identical(ta, tb)
     assert ma["sampler"] == mb["sampler"]
     assert (tmp_path / "straight" / "samples.png").read_bytes() == \

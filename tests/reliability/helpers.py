@@ -18,6 +18,7 @@ from gan_zoo.data import ImageArray
 from gan_zoo.plugins import plugin_system
 from gan_zoo.training import checkpoint as ckpt
 from gan_zoo.training.rundir import RunDir
+from gan_zoo.training.trainer import Callbacks
 from gan_zoo.util import atomic
 
 TINY = {"conv32": {"width": 8, "latent_dim": 16}}
@@ -29,6 +30,28 @@ REPO = Path(__file__).resolve().parents[2]
 def tiny_data(n: int = 32, res: int = 32, seed: int = 0) -> ImageArray:
     rng = np.random.default_rng(seed)
     return ImageArray(rng.integers(0, 256, (n, res, res, 3), dtype=np.uint8), "test")
+
+
+def labelled_data(n: int = 24, classes: tuple[str, ...] = ("a", "b", "c")) -> ImageArray:
+    """tiny_data(n) labelled for a conditional run: image i is of classes[i % len(classes)]."""
+    return ImageArray(tiny_data(n).images, "labelled",
+                      labels=np.arange(n, dtype=np.int64) % len(classes), classes=classes)
+
+
+def final_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and metadata of a run's latest checkpoint, which must be sound."""
+    _, tensors, meta, problems = RunDir(run).latest_valid()
+    assert not problems
+    return tensors, meta
+
+
+def stop_at(step: int) -> Callbacks:
+    """Callbacks that stop a run after `step` steps (the first half of a resume test)."""
+    def stop(trainer: Any, stats: dict[str, float]) -> None:
+        if trainer.step == step:
+            trainer.stop_reason = "test stop"
+
+    return Callbacks(on_step=[stop])
 
 
 def replaced_by(temporary: Any) -> str:

@@ -22,10 +22,8 @@ from gan_zoo.options import Options
 from gan_zoo.plugins import get_registry
 from gan_zoo.training import checkpoint as ckpt
 from gan_zoo.training.knobs import check_knob_owners
-from gan_zoo.training.rundir import RunDir
-from gan_zoo.training.trainer import Callbacks
 
-from .helpers import TINY, assert_bit_identical, temp_plugin, tiny_data
+from .helpers import TINY, assert_bit_identical, final_checkpoint, stop_at, temp_plugin, tiny_data
 
 
 class _AdaptiveOptions(Options):
@@ -113,29 +111,15 @@ def _config(steps: int, use_progress: bool = True, **extra: Any) -> dict[str, An
             "ema_decay": 0.9, "checkpoint_every": 100, "sample_every": 1000, **extra}
 
 
-def _final(run) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    _, tensors, meta, problems = RunDir(run).latest_valid()
-    assert not problems
-    return tensors, meta
-
-
-def _stop_at(step: int) -> Callbacks:
-    def stop(trainer, stats):
-        if trainer.step == step:
-            trainer.stop_reason = "test stop"
-
-    return Callbacks(on_step=[stop])
-
-
 def test_same_seed_and_config_give_identical_weights(tmp_path):
     api.train(_config(5), out=tmp_path / "a", data=tiny_data())
     api.train(_config(5), out=tmp_path / "b", data=tiny_data())
-    (ta, ma), (tb, mb) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    (ta, ma), (tb, mb) = final_checkpoint(tmp_path / "a"), final_checkpoint(tmp_path / "b")
     assert_bit_identical(ta, tb)  # weights, EMA, Adam moments, RNG and sampler state
     assert ma["schedules"] == mb["schedules"] and ma["last_stats"] == mb["last_stats"]
     # ... and the comparison can fail: another seed gives other weights.
     api.train(_config(5, seed=4), out=tmp_path / "c", data=tiny_data())
-    tc, _ = _final(tmp_path / "c")
+    tc, _ = final_checkpoint(tmp_path / "c")
     assert not torch.equal(ta["G.dense.weight"], tc["G.dense.weight"])
 
 
@@ -152,11 +136,11 @@ def test_2n_steps_equal_n_then_resume_then_n(tmp_path, variant):
         cfg["options"] = {**cfg["options"], **options}
     api.train(cfg, out=tmp_path / "straight", data=tiny_data())
     # The same 6-step run stopped after 3 steps (saving a checkpoint there), then resumed.
-    half = api.train(cfg, out=tmp_path / "split", data=tiny_data(), callbacks=_stop_at(3))
+    half = api.train(cfg, out=tmp_path / "split", data=tiny_data(), callbacks=stop_at(3))
     assert half.step == 3 and half.stopped == "test stop"
     resumed = api.train(resume=tmp_path / "split", data=tiny_data())
     assert resumed.step == 6
-    (ta, ma), (tb, mb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    (ta, ma), (tb, mb) = final_checkpoint(tmp_path / "straight"), final_checkpoint(tmp_path / "split")
     assert ma["step"] == mb["step"] == 6
     assert_bit_identical(ta, tb)
     assert ma["schedules"] == mb["schedules"] and ma["schedules"]["t_adaptive"]["seen"] == 6
@@ -171,14 +155,14 @@ def test_extending_a_finished_run_equals_the_longer_run(tmp_path):
     api.train(_config(6, use_progress=False), out=tmp_path / "six", data=tiny_data())
     api.train(_config(3, use_progress=False), out=tmp_path / "three", data=tiny_data())
     api.train(resume=tmp_path / "three", steps=6, data=tiny_data())
-    (ta, _), (tb, _) = _final(tmp_path / "six"), _final(tmp_path / "three")
+    (ta, _), (tb, _) = final_checkpoint(tmp_path / "six"), final_checkpoint(tmp_path / "three")
     assert_bit_identical(ta, tb)
 
 
 def test_checkpoint_state_round_trips_exactly(tmp_path):
     # Loading a checkpoint into a fresh trainer and saving again reproduces every tensor.
     api.train(_config(4), out=tmp_path / "r", data=tiny_data())
-    tensors, meta = _final(tmp_path / "r")
+    tensors, meta = final_checkpoint(tmp_path / "r")
     fresh = api.prepare_training(resume=tmp_path / "r", data=tiny_data())
     again, meta2 = fresh.state_tensors()
     assert_bit_identical(tensors, {k: v.cpu() for k, v in again.items()})

@@ -18,19 +18,17 @@ from gan_zoo import api
 from gan_zoo.cli import cli
 from gan_zoo.data import ImageArray
 from gan_zoo.errors import CheckpointError, DataError, UsageError
-from gan_zoo.training.rundir import RunDir
-from gan_zoo.training.trainer import Callbacks
 from plugins.conv import Conv32, ConvDiscriminator, ConvGenerator, ConvOptions
 
 from ..conftest import write_images
-from ..reliability.helpers import TINY, assert_bit_identical, temp_plugin
-
-
-def labelled_data(n: int = 24, classes: tuple[str, ...] = ("a", "b", "c")) -> ImageArray:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    labels = np.arange(n, dtype=np.int64) % len(classes)
-    return ImageArray(images, "labelled", labels=labels, classes=classes)
+from ..reliability.helpers import (
+    TINY,
+    assert_bit_identical,
+    final_checkpoint,
+    labelled_data,
+    stop_at,
+    temp_plugin,
+)
 
 
 def config(steps: int = 4, **extra: Any) -> dict[str, Any]:
@@ -39,19 +37,13 @@ def config(steps: int = 4, **extra: Any) -> dict[str, Any]:
             "sample_every": 1000, **extra}
 
 
-def _final(run):
-    _, tensors, meta, problems = RunDir(run).latest_valid()
-    assert not problems
-    return tensors, meta
-
-
 def test_a_conditional_run_keeps_its_classes_and_samples_by_class(tmp_path):
     result = api.train(config(), out=tmp_path / "r", data=labelled_data())
     trainer = result.trainer
     text = (tmp_path / "r" / "config.toml").read_text()
     assert 'classes = [\n    "a",\n    "b",\n    "c",\n]' in text
     assert "class_counts = [\n    8,\n    8,\n    8,\n]" in text
-    _, meta = _final(tmp_path / "r")
+    _, meta = final_checkpoint(tmp_path / "r")
     assert meta["classes"] == {"names": ["a", "b", "c"], "counts": [8, 8, 8]}
     # The class grid: one class per row, the same noise down each column.
     assert trainer.fixed_y.tolist()[:16] == [0] * 8 + [1] * 8
@@ -101,14 +93,10 @@ def test_2n_steps_equal_n_then_resume_then_n(tmp_path, extra):
     data = labelled_data()
     api.train(config(6, **extra), out=tmp_path / "straight", data=data)
 
-    def stop(trainer, stats):
-        if trainer.step == 3:
-            trainer.stop_reason = "test stop"
-
     api.train(config(6, **extra), out=tmp_path / "split", data=data,
-              callbacks=Callbacks(on_step=[stop]))
+              callbacks=stop_at(3))
     assert api.train(resume=tmp_path / "split", data=data).step == 6
-    (ta, ma), (tb, mb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    (ta, ma), (tb, mb) = final_checkpoint(tmp_path / "straight"), final_checkpoint(tmp_path / "split")
     assert_bit_identical(ta, tb)
     assert ma["sampler"] == mb["sampler"]
     assert (tmp_path / "straight" / "samples.png").read_bytes() == \
@@ -196,7 +184,7 @@ def test_resume_refuses_data_with_other_classes(tmp_path):
 
 def test_a_checkpoint_resumes_only_with_its_own_classes(tmp_path):
     api.train(config(2), out=tmp_path / "r", data=labelled_data())
-    tensors, meta = _final(tmp_path / "r")
+    tensors, meta = final_checkpoint(tmp_path / "r")
     other = api.prepare_training(config(2), data=labelled_data(classes=("a", "b", "z")))
     with pytest.raises(CheckpointError, match="trained on 3 classes \\('a', 'b', 'c'\\), the "
                        "data has 3 \\('a', 'b', 'z'\\)"):
